@@ -1,0 +1,153 @@
+//! The command-line contract every step keeps, as tests. Each step's `tests/contract.rs` runs
+//! all of them against its own binary with [`contract_tests!`](crate::contract_tests).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{Signal, kill};
+
+use crate::{Shell, alive, child_running, eventually, require_root, run, run_command};
+
+/// Expands to one `#[test]` per contract clause, run against the calling step's binary.
+#[macro_export]
+macro_rules! contract_tests {
+    () => {
+        $crate::contract_tests!(
+            banners_in_order_and_exit_code_passed_on,
+            command_not_found_is_127,
+            command_not_executable_is_126,
+            death_by_signal_is_128_plus_n,
+            environment_passes_through,
+            interactive_shell_has_job_control,
+            ctrl_c_reaches_the_command_not_the_container,
+            sigterm_to_runtime_stops_the_container,
+            sigkill_to_runtime_kills_the_container,
+            not_root_is_one_clear_line,
+            unknown_option_is_one_clear_line,
+        );
+    };
+    ($($clause:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $clause() {
+                $crate::contract::$clause(&$crate::step_binary!());
+            }
+        )+
+    };
+}
+
+/// A message is one line: what went wrong and, where there is one, the fix.
+pub fn assert_one_line_error(stderr: &str, mentions: &str) {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{stderr}");
+    assert!(lines[0].contains(mentions), "the error should mention {mentions:?}: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "a panic: {stderr}");
+}
+
+pub fn banners_in_order_and_exit_code_passed_on(bin: &Path) {
+    let out = run(bin, &["--", "sh", "-c", "echo from-the-command; exit 7"]);
+    assert_eq!(out.code, 7, "the runtime ends with the command's exit code: {out:?}");
+    let at = |text: &str| out.stdout.find(text).unwrap_or_else(|| panic!("no {text:?} in {}", out.stdout));
+    assert!(at("start a container!") < at("inside the container!"));
+    assert!(at("inside the container!") < at("from-the-command"));
+    assert!(at("from-the-command") < at("Parent - container stopped!"));
+}
+
+pub fn command_not_found_is_127(bin: &Path) {
+    let out = run(bin, &["no-such-command-in-the-workshop"]);
+    assert_eq!(out.code, 127, "{out:?}");
+    assert_one_line_error(&out.stderr, "not found");
+}
+
+pub fn command_not_executable_is_126(bin: &Path) {
+    let out = run(bin, &["/"]);
+    assert_eq!(out.code, 126, "{out:?}");
+    assert_one_line_error(&out.stderr, "cannot execute");
+}
+
+pub fn death_by_signal_is_128_plus_n(bin: &Path) {
+    let mut runtime =
+        Command::new(bin).args(["sleep", "300"]).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+    let container = child_running(pid_of(&runtime), "sleep");
+    kill(container, Signal::SIGKILL).unwrap();
+    let status = runtime.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 9), "a command killed by SIGKILL (9) ends the runtime with 137");
+}
+
+pub fn environment_passes_through(bin: &Path) {
+    let out = run_command(
+        Command::new(bin).args(["sh", "-c", "echo \"[$WORKSHOP_PROBE]\""]).env("WORKSHOP_PROBE", "passed"),
+    );
+    assert!(out.stdout.contains("[passed]"), "{out:?}");
+}
+
+pub fn interactive_shell_has_job_control(bin: &Path) {
+    let mut shell = Shell::start(bin, &[]);
+    assert_eq!(shell.run("echo $((6 * 7))"), "42");
+    // dash and bash both say "monitor on" when job control works on their terminal.
+    let monitor = shell.run("set -o | grep monitor");
+    assert!(monitor.contains("on"), "job control is off in the container's shell: {monitor}");
+    assert_eq!(shell.exit(3), 3);
+}
+
+pub fn ctrl_c_reaches_the_command_not_the_container(bin: &Path) {
+    let mut shell = Shell::start(bin, &[]);
+    shell.run("echo ready");
+    shell.session.send_line("sleep 300").unwrap();
+    let container = child_running(shell.runtime_pid(), "sh");
+    let sleeper = eventually("sleep inside the container", || {
+        let children =
+            std::fs::read_to_string(format!("/proc/{container}/task/{container}/children")).ok()?;
+        children.split_whitespace().next().map(|pid| pid.to_owned())
+    });
+    shell.control('c');
+    eventually("sleep to be interrupted", || {
+        (!std::path::Path::new(&format!("/proc/{sleeper}")).exists()).then_some(())
+    });
+    assert_eq!(shell.run("echo still-here"), "still-here", "Ctrl-C ended the container's shell");
+    assert_eq!(shell.exit(0), 0);
+}
+
+pub fn sigterm_to_runtime_stops_the_container(bin: &Path) {
+    let mut runtime =
+        Command::new(bin).args(["sleep", "300"]).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+    let container = child_running(pid_of(&runtime), "sleep");
+    kill(pid_of(&runtime), Signal::SIGTERM).unwrap();
+    let status = runtime.wait().unwrap();
+    // sleep dies of SIGTERM (143); as PID 1 of a PID namespace it ignores it, and the runtime
+    // sends SIGKILL after the grace period (137).
+    assert!(matches!(status.code(), Some(143) | Some(137)), "{status:?}");
+    assert!(!alive(container), "the container outlived its runtime");
+}
+
+pub fn sigkill_to_runtime_kills_the_container(bin: &Path) {
+    let mut runtime =
+        Command::new(bin).args(["sleep", "300"]).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+    let container = child_running(pid_of(&runtime), "sleep");
+    runtime.kill().unwrap();
+    runtime.wait().unwrap();
+    eventually("the container to die with its runtime", || (!alive(container)).then_some(()));
+}
+
+pub fn not_root_is_one_clear_line(bin: &Path) {
+    require_root();
+    let out = run_command(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin)
+            .arg("true"),
+    );
+    assert_ne!(out.code, 0);
+    assert_one_line_error(&out.stderr, "must run as root");
+    assert!(!out.stdout.contains("start a container"), "nothing starts without root: {out:?}");
+}
+
+pub fn unknown_option_is_one_clear_line(bin: &Path) {
+    let out = run(bin, &["--no-such-option"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert_one_line_error(&out.stderr, "--no-such-option");
+}
+
+fn pid_of(child: &std::process::Child) -> nix::unistd::Pid {
+    nix::unistd::Pid::from_raw(child.id() as i32)
+}

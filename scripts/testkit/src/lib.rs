@@ -1,0 +1,255 @@
+//! The harness every step's tests share.
+//!
+//! Tests start a step's real binary, as root, and talk to the real shell inside the container
+//! through a pseudo-terminal ([`Shell`]) or run one command without a terminal ([`run`]). They
+//! never create namespaces in the test process itself: it is multithreaded, and the kernel
+//! refuses some namespaces to multithreaded processes.
+//!
+//! `WORKSHOP_BIN` points the tests at another binary than the step's own: `scripts/progression`
+//! uses it to check that every step's feature tests fail against the step before it, and pass
+//! against every later one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rexpect::process::WaitStatus;
+use rexpect::session::{PtySession, spawn_command};
+
+pub mod contract;
+
+/// How long any one expectation may take before a test gives up (a guard against hangs, not a
+/// measurement: tests never time things).
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The binary under test: `own` (the step's), unless `WORKSHOP_BIN` names another.
+pub fn binary(own: &str) -> PathBuf {
+    std::env::var_os("WORKSHOP_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(own))
+}
+
+/// The binary of the package whose tests are being compiled (or `WORKSHOP_BIN`).
+#[macro_export]
+macro_rules! step_binary {
+    () => {
+        $crate::binary(env!(concat!("CARGO_BIN_EXE_", env!("CARGO_PKG_NAME"))))
+    };
+}
+
+/// Containers need root. Without it, fail and say how to run the tests.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests start real containers and need root: run `sudo -E cargo test --workspace` \
+         (or `cargo test --workspace`, whose runner asks sudo), or run them in CI as root"
+    );
+}
+
+/// What a step printed and how it ended, when run without a terminal.
+#[derive(Debug)]
+pub struct Output {
+    /// The exit code; 128 + N when signal N killed it.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `bin args…` with stdin from /dev/null, as CI or a script would.
+pub fn run(bin: &Path, args: &[&str]) -> Output {
+    run_command(Command::new(bin).args(args))
+}
+
+/// Runs a prepared command with stdin from /dev/null and collects its output.
+pub fn run_command(command: &mut Command) -> Output {
+    require_root();
+    let out = command.stdin(Stdio::null()).output().expect("the binary under test can be started");
+    Output {
+        code: exit_code(out.status),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// A container started with a terminal: its shell, driven line by line.
+pub struct Shell {
+    /// The rexpect session, for what the methods below do not cover.
+    pub session: PtySession,
+    runtime: Pid,
+    commands: u32,
+}
+
+impl Shell {
+    /// Starts `bin args…` on a new pseudo-terminal (the test is the user at the keyboard) and
+    /// waits for the container's banner.
+    pub fn start(bin: &Path, args: &[&str]) -> Shell {
+        Self::start_command(Command::new(bin).args(args))
+    }
+
+    /// Like [`Shell::start`] for a prepared command (extra environment, a wrapper).
+    pub fn start_command(command: &mut Command) -> Shell {
+        require_root();
+        // A wrapper shell prints its pid and execs the runtime, which keeps that pid.
+        let mut wrapped = Command::new("sh");
+        wrapped
+            .args(["-c", "echo \"@@runtime-$$@@\"; exec \"$@\"", "sh"])
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => wrapped.env(key, value),
+                None => wrapped.env_remove(key),
+            };
+        }
+        // An empty prompt keeps the shell's output to what the commands print.
+        wrapped.env("PS1", "").env("PS2", "");
+        let timeout = Some(TIMEOUT.as_millis() as u64);
+        let mut session = spawn_command(wrapped, timeout).expect("the binary under test can be started");
+        let (_, line) = session.exp_regex(r"@@runtime-\d+@@").expect("the runtime's pid");
+        let runtime =
+            Pid::from_raw(line.trim_matches('@').trim_start_matches("runtime-").parse().expect("a pid"));
+        session.exp_string("inside the container!").expect("the container's banner");
+        let mut shell = Shell { session, runtime, commands: 0 };
+        // Let the shell print its greeting, if it has one (busybox's ash does), before the tests
+        // read output.
+        shell.run(":");
+        shell
+    }
+
+    /// Types `command` at the shell and returns what it printed (without carriage returns and
+    /// surrounding blank space), once it has finished.
+    pub fn run(&mut self, command: &str) -> String {
+        self.commands += 1;
+        let done = format!("@@done-{}@@", self.commands);
+        // The marker is printed by printf from two pieces, so the typed line never matches it.
+        let line = format!("{command}\nprintf '@@%s-%d@@\\n' done {}", self.commands);
+        self.session.send_line(&line).expect("typing at the container's shell");
+        let before = self
+            .session
+            .exp_string(&done)
+            .unwrap_or_else(|e| panic!("`{command}` did not finish in the container: {e}"));
+        before.replace('\r', "").trim().to_owned()
+    }
+
+    /// Sends a control character, as typing Ctrl-`c` would.
+    pub fn control(&mut self, c: char) {
+        self.session.send_control(c).expect("typing a control character");
+    }
+
+    /// Waits until the output shows `text`; returns what came before it.
+    pub fn expect(&mut self, text: &str) -> String {
+        self.session.exp_string(text).unwrap_or_else(|e| panic!("waiting for {text:?}: {e}"))
+    }
+
+    /// The runtime's pid (the process the test started).
+    pub fn runtime_pid(&self) -> Pid {
+        self.runtime
+    }
+
+    /// Leaves the shell with `exit code` and returns the runtime's exit code.
+    pub fn exit(mut self, code: i32) -> i32 {
+        self.session.send_line(&format!("exit {code}")).expect("typing exit");
+        self.expect("Parent - container stopped!");
+        self.wait()
+    }
+
+    /// Waits for the runtime to end and returns its exit code.
+    pub fn wait(self) -> i32 {
+        match self.session.process().wait().expect("waiting for the runtime") {
+            WaitStatus::Exited(_, code) => code,
+            WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
+            other => panic!("the runtime ended strangely: {other:?}"),
+        }
+    }
+}
+
+/// Runs a command on the host (outside any container) through `sh -c` and returns its stdout.
+pub fn host(script: &str) -> String {
+    let out = Command::new("sh").args(["-c", script]).output().expect("sh runs on the host");
+    assert!(out.status.success(), "`{script}` failed on the host: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Polls `probe` until it returns something, for at most [`TIMEOUT`].
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first child of `parent` (the container's first process, for a runtime), once there is one
+/// and it has exec'd `comm`.
+pub fn child_running(parent: Pid, comm: &str) -> Pid {
+    eventually(&format!("a child of {parent} running {comm}"), || {
+        let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+        let child: i32 = children.split_whitespace().next()?.parse().ok()?;
+        let name = std::fs::read_to_string(format!("/proc/{child}/comm")).ok()?;
+        (name.trim() == comm).then(|| Pid::from_raw(child))
+    })
+}
+
+/// Whether a process exists (and is not a zombie waiting to be reaped).
+pub fn alive(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// A host process killed when the test ends, however it ends.
+pub struct HostProcess(pub std::process::Child);
+
+impl HostProcess {
+    pub fn spawn(program: &str, args: &[&str]) -> HostProcess {
+        HostProcess(Command::new(program).args(args).spawn().expect("starting a host process"))
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.0.id() as i32)
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = kill(self.pid(), Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+/// A directory under /tmp for one test, removed with everything in it when the test ends.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(purpose: &str) -> TempDir {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("workshop-test-{}-{n}-{purpose}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating a test directory");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

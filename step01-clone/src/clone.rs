@@ -1,0 +1,223 @@
+//! Step 01's new idea: `clone()` makes the container's first process.
+//!
+//! clone(2) is fork(2) with options: the flags say which namespaces the child gets of its own
+//! (none yet: later steps add them one by one), and the child starts in a function of ours, on a
+//! stack we give it. The child waits until the parent lets it go (later steps set it up from
+//! outside in between), then runs its part of the sequence and execs the command; the parent
+//! waits for it and ends with its exit code.
+
+use std::convert::Infallible;
+use std::ffi::c_void;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, mprotect, munmap};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{Pid, pipe2, read, write};
+
+use crate::error::{Context, EXIT_RUNTIME, Error, Result, report};
+use crate::signals;
+use crate::terminal::Terminal;
+
+/// The child's stack: 1 MiB, as in the C programs this workshop follows.
+pub const STACK_SIZE: usize = 1024 * 1024;
+
+/// A container's first process, as its parent, the runtime, sees it.
+#[derive(Debug)]
+pub struct Container {
+    pid: Pid,
+    go: Option<OwnedFd>,
+    terminal: Terminal,
+    reaped: bool,
+}
+
+// ANCHOR: spawn
+/// Starts `child_main` in a new process made by clone(2) with `flags`. The child first waits for
+/// [`Container::start`]; then `child_main` runs, and must end by exec'ing the command.
+pub fn spawn<F>(flags: CloneFlags, child_main: F) -> Result<Container>
+where
+    F: FnOnce() -> Result<Infallible>,
+{
+    let terminal = Terminal::inherit();
+    let (go, go_sender) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+    let stack = Stack::new(STACK_SIZE)?;
+    let signal_mask = signals::prepare()?;
+    let mut child = Child {
+        main: Some(child_main),
+        go: Some(go),
+        go_sender: go_sender.as_raw_fd(),
+        terminal: &terminal,
+        signal_mask,
+    };
+    // SAFETY: without CLONE_VM the child runs on a copy of our memory, so `child` and the stack
+    // stay valid in it; SIGCHLD makes it a child that waitpid() can wait for.
+    let pid = unsafe {
+        libc::clone(
+            child_entry::<F>,
+            stack.top(),
+            flags.bits() | libc::SIGCHLD,
+            (&raw mut child).cast::<c_void>(),
+        )
+    };
+    if pid == -1 {
+        let errno = Errno::last();
+        let _ = signals::unblock_in_child(&child.signal_mask);
+        return Err(clone_error(errno, flags));
+    }
+    let container = Pid::from_raw(pid);
+    let forwarding = signals::forward_to(container, &child.signal_mask);
+    drop(child); // closes our copy of the read end of the pipe
+    let container = Container { pid: container, go: Some(go_sender), terminal, reaped: false };
+    forwarding?;
+    Ok(container)
+}
+// ANCHOR_END: spawn
+
+impl Container {
+    /// The pid of the container's first process, as the runtime sees it.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Lets the child go on with its part of the sequence.
+    pub fn start(&mut self) -> Result<()> {
+        let Some(go) = self.go.take() else {
+            return Ok(());
+        };
+        match write(&go, b"g") {
+            // EPIPE: the child is already gone; wait() tells how it ended.
+            Ok(_) | Err(Errno::EPIPE) => Ok(()),
+            Err(errno) => Err(Error::new(format!("starting the container: {errno}"))),
+        }
+    }
+
+    // ANCHOR: wait
+    /// Waits until the container's first process has ended and returns its exit code:
+    /// the code it exited with, or 128 + N when signal N killed it (as shells report it).
+    pub fn wait(mut self) -> Result<u8> {
+        let status = loop {
+            match waitpid(self.pid, None) {
+                Err(Errno::EINTR) => continue,
+                other => break other.context("waitpid")?,
+            }
+        };
+        self.reaped = true;
+        signals::stop_forwarding();
+        self.terminal.take_back();
+        Ok(match status {
+            WaitStatus::Exited(_, code) => code as u8,
+            WaitStatus::Signaled(_, signal, _) => 128 + signal as u8,
+            _ => EXIT_RUNTIME,
+        })
+    }
+    // ANCHOR_END: wait
+}
+
+impl Drop for Container {
+    /// A container whose runtime gave up on it (an error before `wait`) does not outlive it.
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            while let Err(Errno::EINTR) = waitpid(self.pid, None) {}
+            signals::stop_forwarding();
+        }
+    }
+}
+
+/// What the child needs, passed through clone's `arg` pointer.
+struct Child<'a, F> {
+    main: Option<F>,
+    go: Option<OwnedFd>,
+    go_sender: RawFd,
+    terminal: &'a Terminal,
+    signal_mask: SigSet,
+}
+
+// ANCHOR: child
+impl<F: FnOnce() -> Result<Infallible>> Child<'_, F> {
+    fn run(&mut self) -> Result<Infallible> {
+        signals::reset_in_child()?;
+        // Die with the runtime, whatever kills it, even SIGKILL.
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
+        // Wait for the go. End of file instead means the runtime died before it could say it
+        // (possibly before the line above took effect): give up quietly.
+        // SAFETY: our copy of the write end, which must be closed to ever see end of file.
+        unsafe { libc::close(self.go_sender) };
+        let go = self.go.take().expect("the read end is set by spawn");
+        if read(&go, &mut [0u8]) != Ok(1) {
+            // SAFETY: ends this process without running anything of the parent's.
+            unsafe { libc::_exit(EXIT_RUNTIME.into()) };
+        }
+        drop(go);
+        self.terminal.give_to_this_process()?;
+        signals::unblock_in_child(&self.signal_mask)?;
+        (self.main.take().expect("the child runs once"))()
+    }
+}
+// ANCHOR_END: child
+
+extern "C" fn child_entry<F: FnOnce() -> Result<Infallible>>(arg: *mut c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Child` that spawn() passed, in the child's copy of the memory.
+    let child = unsafe { &mut *arg.cast::<Child<'_, F>>() };
+    match child.run() {
+        Ok(never) => match never {},
+        Err(error) => {
+            report(&error);
+            error.code().into()
+        }
+    }
+}
+
+fn clone_error(errno: Errno, flags: CloneFlags) -> Error {
+    let hint = match errno {
+        Errno::EPERM => " (creating namespaces needs root)",
+        Errno::ENOSPC | Errno::EUSERS => " (a limit in /proc/sys/user/max_*_namespaces was reached)",
+        Errno::EINVAL => " (this kernel does not support one of the namespaces asked for)",
+        _ => "",
+    };
+    Error::new(format!("clone({flags:?}): {errno}{hint}"))
+}
+
+/// An mmap'd stack with a guard page below it: a stack overflow in the child faults instead of
+/// overwriting memory. The stack grows down, so clone() is given its top.
+struct Stack {
+    base: NonNull<c_void>,
+    len: usize,
+}
+
+impl Stack {
+    fn new(size: usize) -> Result<Stack> {
+        let guard = page_size();
+        let len = size + guard;
+        let nonzero = NonZeroUsize::new(len).expect("the stack has a size");
+        let protection = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+        let flags = MapFlags::MAP_PRIVATE | MapFlags::MAP_STACK;
+        // SAFETY: a fresh anonymous mapping, aliased by nothing.
+        let base = unsafe { mmap_anonymous(None, nonzero, protection, flags) }.context("mmap stack")?;
+        let stack = Stack { base, len };
+        // SAFETY: the lowest page of the mapping we just made.
+        unsafe { mprotect(base, guard, ProtFlags::PROT_NONE) }.context("mprotect guard page")?;
+        Ok(stack)
+    }
+
+    fn top(&self) -> *mut c_void {
+        // SAFETY: one past the end of our own mapping, which is where a downward stack starts.
+        unsafe { self.base.as_ptr().cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: our mapping; the child, if any, has its own copy.
+        let _ = unsafe { munmap(self.base, self.len) };
+    }
+}
+
+fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().map_or(4096, |size| size as usize)
+}

@@ -1,0 +1,29 @@
+//! Step 02's feature: the container has a hostname of its own, and the host keeps its.
+//! `scripts/progression` checks that each of these fails against step 01.
+
+use workshop_testkit::{Shell, step_binary};
+
+fn host_hostname() -> String {
+    nix::unistd::gethostname().expect("gethostname").to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_container_is_called_container_and_the_host_keeps_its_name() {
+    let host_name = host_hostname();
+    let mut shell = Shell::start(&step_binary!(), &[]);
+    assert_eq!(shell.run("hostname"), "container");
+    assert_eq!(shell.run("uname -n"), "container");
+    assert_eq!(host_hostname(), host_name, "the host was renamed while the container ran");
+    assert_eq!(shell.exit(0), 0);
+    assert_eq!(host_hostname(), host_name, "the host was renamed");
+}
+
+#[test]
+fn hostname_option_names_the_container() {
+    let mut shell = Shell::start(&step_binary!(), &["--hostname", "web-1"]);
+    assert_eq!(shell.run("hostname"), "web-1");
+    shell.run("hostname renamed-inside");
+    assert_eq!(shell.run("hostname"), "renamed-inside");
+    assert_ne!(host_hostname(), "renamed-inside", "renaming inside renamed the host");
+    assert_eq!(shell.exit(0), 0);
+}
