@@ -1,0 +1,54 @@
+//! Step 05: + a mount namespace. The container mounts a /proc of its own, so `ps` shows only its
+//! processes, and nothing it mounts reaches the host.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use nix::sched::CloneFlags;
+use nix::unistd::getpid;
+use step01_clone::{cli, clone, error, exec};
+use step02_uts::uts::{self, Hostname};
+use step04_pid::init;
+use step05_mount::mount;
+
+/// Run a command as PID 1 of a container with its own hostname, IPC objects, PIDs and mounts.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Hostname inside the container
+    #[arg(long, value_name = "NAME", default_value = "container", allow_hyphen_values = true)]
+    hostname: Hostname,
+    /// Run the command under a minimal init that passes signals on and reaps orphans
+    #[arg(long)]
+    init: bool,
+    #[command(flatten)]
+    command: cli::CommandArgs,
+}
+
+fn main() -> ExitCode {
+    error::main(|| {
+        let args: Args = cli::parse();
+        cli::require_root()?;
+
+        println!("Parent [{:5}] - start a container!", getpid());
+        let flags = CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS;
+        let mut container = clone::spawn(flags, || {
+            println!("Container [{:5}] - inside the container!", getpid());
+            uts::set_hostname(&args.hostname)?;
+            mount::make_private()?;
+            mount::mount_proc("/proc")?;
+            if args.init {
+                init::exec_with_init(&args.command.argv())
+            } else {
+                exec::exec(&args.command.argv())
+            }
+        })?;
+        container.start()?;
+        let code = container.wait()?;
+        println!("Parent - container stopped!");
+        Ok(code)
+    })
+}
