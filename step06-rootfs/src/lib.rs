@@ -1,0 +1,7 @@
+//! Step 06 of the container workshop: a root filesystem of the container's own ([`rootfs`]),
+//! the runtime's per-container files ([`state`]) and the rootfs built on first use
+//! ([`default_rootfs`]).
+
+pub mod default_rootfs;
+pub mod rootfs;
+pub mod state;

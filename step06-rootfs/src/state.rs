@@ -1,0 +1,72 @@
+//! The runtime's own files for one container, in `/run/workshop/<step>-<pid>`: here the
+//! `hostname`, `hosts` and `resolv.conf` that are bind-mounted into it. The directory goes when
+//! the runtime is done with it, on every path ([`Drop`]); a runtime killed by SIGKILL cannot
+//! clean up, so each new one first removes the directories of runtimes that no longer run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use step01_clone::error::{Context, Result, program_name};
+use step02_uts::uts::Hostname;
+
+/// Where the workshop keeps per-container state.
+pub const STATE_ROOT: &str = "/run/workshop";
+
+/// A container's state directory, removed when dropped.
+#[derive(Debug)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// Creates `/run/workshop/<program>-<pid>`: the runtime's pid makes it unique while it runs.
+    pub fn create() -> Result<StateDir> {
+        reclaim_stale();
+        let path = Path::new(STATE_ROOT).join(format!("{}-{}", program_name(), std::process::id()));
+        fs::create_dir_all(&path).context(format!("creating {}", path.display()))?;
+        Ok(StateDir { path })
+    }
+
+    /// The directory on the host.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    // ANCHOR: etc_files
+    /// Writes the container's `hostname`, `hosts` and `resolv.conf` (the host's DNS settings).
+    pub fn write_etc_files(&self, hostname: &Hostname) -> Result<()> {
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+        );
+        let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for (name, content) in
+            [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)]
+        {
+            let file = self.path.join(name);
+            fs::write(&file, content).context(format!("writing {}", file.display()))?;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: etc_files
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Removes the state directories whose runtime (the pid after the last `-`) is gone.
+pub fn reclaim_stale() {
+    let Ok(entries) = fs::read_dir(STATE_ROOT) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid =
+            name.to_str().and_then(|name| name.rsplit('-').next()).and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
