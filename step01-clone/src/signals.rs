@@ -5,7 +5,7 @@
 //! the container's first process and, like `docker stop`, sends SIGKILL when the container has
 //! not ended [`GRACE_SECONDS`] later (a shell running as PID 1 ignores SIGTERM: see chapter 4).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction, sigprocmask};
 use nix::unistd::Pid;
@@ -20,6 +20,10 @@ pub const FORWARDED: [Signal; 4] = [Signal::SIGHUP, Signal::SIGINT, Signal::SIGQ
 
 /// The container's pid as the handlers see it; 0 when there is none.
 static CONTAINER: AtomicI32 = AtomicI32::new(0);
+/// Whether the grace period runs: only the first signal starts it. (Re-arming the alarm with
+/// what `alarm` returns would not do: it rounds to whole seconds, so a signal every 100 ms would
+/// push the SIGKILL back for ever.)
+static GRACE_STARTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn pass_on(signal: libc::c_int) {
     let pid = CONTAINER.load(Ordering::SeqCst);
@@ -27,9 +31,8 @@ extern "C" fn pass_on(signal: libc::c_int) {
         // SAFETY: kill and alarm are async-signal-safe.
         unsafe {
             libc::kill(pid, signal);
-            let armed = libc::alarm(GRACE_SECONDS);
-            if armed > 0 {
-                libc::alarm(armed);
+            if !GRACE_STARTED.swap(true, Ordering::SeqCst) {
+                libc::alarm(GRACE_SECONDS);
             }
         }
     }
@@ -76,6 +79,7 @@ pub fn stop_forwarding() {
     CONTAINER.store(0, Ordering::SeqCst);
     // SAFETY: cancels a pending alarm; no memory is involved.
     unsafe { libc::alarm(0) };
+    GRACE_STARTED.store(false, Ordering::SeqCst);
 }
 
 /// In the child, first thing after clone: the runtime's handlers are not the container's. Back

@@ -21,6 +21,7 @@ macro_rules! contract_tests {
             interactive_shell_has_job_control,
             ctrl_c_reaches_the_command_not_the_container,
             sigterm_to_runtime_stops_the_container,
+            repeated_sigterms_do_not_postpone_the_sigkill,
             sigkill_to_runtime_kills_the_container,
             not_root_is_one_clear_line,
             unknown_option_is_one_clear_line,
@@ -117,6 +118,32 @@ pub fn sigterm_to_runtime_stops_the_container(bin: &Path) {
     // sleep dies of SIGTERM (143); as PID 1 of a PID namespace it ignores it, and the runtime
     // sends SIGKILL after the grace period (137).
     assert!(matches!(status.code(), Some(143) | Some(137)), "{status:?}");
+    assert!(!alive(container), "the container outlived its runtime");
+}
+
+/// A supervisor that keeps sending SIGTERM (rexpect does, every 100 ms) must not keep a container
+/// that ignores it alive: the grace period starts at the first signal.
+pub fn repeated_sigterms_do_not_postpone_the_sigkill(bin: &Path) {
+    // A command that ignores SIGTERM, as a shell running as PID 1 does.
+    let mut runtime = Command::new(bin)
+        .args(["sh", "-c", "trap '' TERM; exec sleep 300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let container = child_running(pid_of(&runtime), "sleep");
+    let started = std::time::Instant::now();
+    // Twice the grace period: plenty for it to end, far from sleep's 300 s.
+    while runtime.try_wait().unwrap().is_none() && started.elapsed().as_secs() < 10 {
+        let _ = kill(pid_of(&runtime), Signal::SIGTERM);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ended = runtime.try_wait().unwrap();
+    if ended.is_none() {
+        let _ = runtime.kill();
+        let _ = runtime.wait();
+    }
+    assert!(ended.is_some(), "SIGTERM every 100 ms kept the container running for 10 s");
     assert!(!alive(container), "the container outlived its runtime");
 }
 
