@@ -1,0 +1,103 @@
+//! The container's cgroup is gone after it ends, on every path: a normal exit, a setup that
+//! failed after the cgroup was made, SIGTERM to the runtime, and SIGKILL to the runtime (then
+//! the next run reclaims it).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::{cgroup_dir, is_workshop_cgroup, unified};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use workshop_testkit::{Shell, alive, child_running, eventually, step_binary};
+
+/// The container's cgroup directories, in every hierarchy it was put in.
+fn cgroups_of(pid: Pid) -> Vec<PathBuf> {
+    let controllers: &[&str] = if unified() { &["cpu"] } else { &["cpu", "cpuacct", "memory", "pids"] };
+    let dirs: Vec<PathBuf> = controllers.iter().map(|c| cgroup_dir(pid, c)).collect();
+    for dir in &dirs {
+        assert!(is_workshop_cgroup(dir), "the container is not in a cgroup of its own: {}", dir.display());
+    }
+    dirs
+}
+
+fn assert_gone(dirs: &[PathBuf]) {
+    let left: Vec<_> = dirs.iter().filter(|dir| dir.exists()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The cgroups a runtime with this pid would make (they exist only while it runs).
+fn cgroups_named_after(runtime: u32) -> Vec<PathBuf> {
+    let name = format!("step07-cgroup-{runtime}");
+    if unified() {
+        vec![PathBuf::from("/sys/fs/cgroup/workshop").join(name)]
+    } else {
+        ["cpu", "cpuacct", "memory", "pids"]
+            .iter()
+            .map(|c| PathBuf::from("/sys/fs/cgroup").join(c).join("workshop").join(&name))
+            .collect()
+    }
+}
+
+#[test]
+fn the_cgroup_goes_when_the_container_exits() {
+    let mut shell = Shell::start(&step_binary!(), &["--memory", "64m", "--cpus", "0.5", "--pids", "50"]);
+    let dirs = cgroups_of(child_running(shell.runtime_pid(), "sh"));
+    shell.run("true");
+    assert_eq!(shell.exit(3), 3);
+    assert_gone(&dirs);
+}
+
+#[test]
+fn the_cgroup_goes_when_setup_fails_after_it_was_made() {
+    workshop_testkit::require_root();
+    // /proc/sys is read-only: the volume's mount point cannot be made, in the child, after the
+    // parent made the cgroup and put the child in it.
+    let child = Command::new(step_binary!())
+        .args(["--memory", "64m", "-v", "/tmp:/proc/sys/workshop-volume", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runtime = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("workshop-volume"), "the error names the volume: {stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("inside the container"), "setup did start");
+    assert_gone(&cgroups_named_after(runtime));
+}
+
+#[test]
+fn the_cgroup_goes_when_the_runtime_gets_sigterm() {
+    workshop_testkit::require_root();
+    let mut runtime = Command::new(step_binary!())
+        .args(["--init", "--cpus", "0.5", "sleep", "600"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime_pid = Pid::from_raw(runtime.id() as i32);
+    let first = child_running(runtime_pid, "step07-cgroup"); // the init, which runs `sleep`
+    let dirs = cgroups_of(first);
+    kill(runtime_pid, Signal::SIGTERM).unwrap();
+    let status = runtime.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "SIGTERM reached the command: {status:?}");
+    assert_gone(&dirs);
+}
+
+#[test]
+fn a_killed_runtimes_cgroup_is_reclaimed_by_the_next_run() {
+    let mut shell = Shell::start(&step_binary!(), &["--pids", "50"]);
+    let first = child_running(shell.runtime_pid(), "sh");
+    let dirs = cgroups_of(first);
+    kill(shell.runtime_pid(), Signal::SIGKILL).unwrap();
+    eventually("the container to die with its runtime", || (!alive(first)).then_some(()));
+    let _ = shell.session.process_mut().wait();
+    // Its Drop never ran; the next runtime finds the cgroup of a pid that no longer runs.
+    let out = workshop_testkit::run(&step_binary!(), &["true"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_gone(&dirs);
+}

@@ -1,0 +1,138 @@
+//! Step 07's feature: the container runs in a cgroup of its own, whose limits the kernel
+//! enforces. Measured from the host through the kernel's own accounting, as `cat` would show it.
+//! `scripts/progression` checks that each of these fails against step 06.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{cgroup_dir, cpu_share, is_workshop_cgroup, nr_throttled, unified};
+use workshop_testkit::{Shell, child_running, step_binary};
+
+/// Starts a shell in a container with `args`, and a busy loop in it; returns the shell and the
+/// host pid of the container's first process.
+fn busy_container(args: &[&str]) -> (Shell, nix::unistd::Pid) {
+    let mut shell = Shell::start(&step_binary!(), args);
+    let first = child_running(shell.runtime_pid(), "sh");
+    shell.run("while :; do :; done &");
+    (shell, first)
+}
+
+#[test]
+fn a_cpu_quota_holds_a_busy_loop_at_a_fifth_of_a_cpu() {
+    let (mut shell, first) = busy_container(&["--cpus", "0.2"]);
+    let dir = cgroup_dir(first, "cpu");
+    assert!(is_workshop_cgroup(&dir), "the container is not in a cgroup of its own: {}", dir.display());
+    let throttled_before = nr_throttled(first);
+    let share = cpu_share(first, 3);
+    let throttled = nr_throttled(first) - throttled_before;
+    shell.run("kill %1");
+    assert_eq!(shell.exit(0), 0);
+    assert!(
+        (0.12..=0.25).contains(&share),
+        "a busy loop under --cpus 0.2 used {:.1}% of a CPU",
+        share * 100.0
+    );
+    // 3 s are 30 periods of 100 ms; the loop runs out of quota in nearly every one.
+    assert!(throttled >= 20, "the cgroup was throttled in only {throttled} periods");
+}
+
+#[test]
+fn without_a_quota_the_busy_loop_takes_a_whole_cpu() {
+    let (mut shell, first) = busy_container(&[]);
+    let dir = cgroup_dir(first, "cpu");
+    assert!(is_workshop_cgroup(&dir), "the container is not in a cgroup of its own: {}", dir.display());
+    let share = cpu_share(first, 3);
+    shell.run("kill %1");
+    assert_eq!(shell.exit(0), 0);
+    assert!(share >= 0.5, "an unlimited busy loop used only {:.1}% of a CPU", share * 100.0);
+}
+
+/// Allocates and touches 96 MiB in the container's shell (dd's buffer); returns its status.
+fn allocate_96_mib(memory: &str) -> String {
+    let mut shell = Shell::start(&step_binary!(), &["--memory", memory]);
+    let first = child_running(shell.runtime_pid(), "sh");
+    let dir = cgroup_dir(first, "memory");
+    assert!(is_workshop_cgroup(&dir), "the container is not in a cgroup of its own: {}", dir.display());
+    let status = shell.run("dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null; echo status=$?");
+    assert_eq!(shell.exit(0), 0);
+    status
+}
+
+#[test]
+fn a_memory_limit_oom_kills_what_allocates_beyond_it() {
+    let status = allocate_96_mib("32m");
+    assert!(status.ends_with("status=137"), "96 MiB under --memory 32m was not killed by SIGKILL: {status}");
+}
+
+#[test]
+fn an_allocation_within_the_memory_limit_succeeds() {
+    let status = allocate_96_mib("256m");
+    assert!(status.ends_with("status=0"), "96 MiB under --memory 256m failed: {status}");
+}
+
+#[test]
+fn a_pids_limit_stops_a_fork_loop() {
+    let mut shell = Shell::start(&step_binary!(), &["--pids", "10"]);
+    let first = child_running(shell.runtime_pid(), "sh");
+    let out = shell.run("for i in $(seq 1 30); do sleep 60 & done");
+    // Counted from the host: the shell itself cannot fork a `wc` any more.
+    let dir = cgroup_dir(first, "pids");
+    let current: u64 = std::fs::read_to_string(dir.join("pids.current")).unwrap().trim().parse().unwrap();
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    let others: Vec<i32> =
+        procs.lines().filter_map(|l| l.trim().parse().ok()).filter(|&pid| pid != first.as_raw()).collect();
+    for &pid in &others {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    assert_eq!(shell.exit(0), 0);
+    assert!(out.contains("can't fork"), "the fork loop was not stopped:\n{out}");
+    assert!(others.len() < 10, "{} processes besides the shell under --pids 10", others.len());
+    assert!(current <= 10, "pids.current is {current} under --pids 10");
+}
+
+/// Runs the step in a mount namespace of its own whose /sys/fs/cgroup is the cgroup2
+/// filesystem: the runtime then sees a pure v2 host, as most current distributions are. On this
+/// hybrid VM that hierarchy has no cpu, memory or pids controller (they belong to v1); on a v2
+/// host it has them.
+fn on_a_v2_host(args: &[&str]) -> workshop_testkit::Output {
+    let script = r#"mount --make-rprivate / && mount -t cgroup2 none /sys/fs/cgroup && exec "$@""#;
+    workshop_testkit::run_command(
+        Command::new("unshare").args(["--mount", "sh", "-c", script, "sh"]).arg(step_binary!()).args(args),
+    )
+}
+
+/// Where the cgroup2 hierarchy is mounted on the host: `/sys/fs/cgroup` or, on a hybrid host,
+/// `/sys/fs/cgroup/unified`.
+fn v2_on_the_host() -> &'static Path {
+    if unified() { Path::new("/sys/fs/cgroup") } else { Path::new("/sys/fs/cgroup/unified") }
+}
+
+#[test]
+fn on_cgroup_v2_the_container_gets_its_own_cgroup_which_goes_with_it() {
+    let out = on_a_v2_host(&["--", "cat", "/proc/self/cgroup"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let line = out.stdout.lines().find(|line| line.starts_with("0::")).unwrap_or_default();
+    let path = line.trim_start_matches("0::/");
+    assert!(path.starts_with("workshop/step"), "not in a workshop cgroup on v2: {out:?}");
+    let dir = v2_on_the_host().join(path);
+    assert!(!dir.exists(), "{} outlived the container", dir.display());
+}
+
+#[test]
+fn on_cgroup_v2_limits_are_written_or_the_missing_controller_is_named() {
+    let controllers = std::fs::read_to_string(v2_on_the_host().join("cgroup.controllers")).unwrap();
+    let out =
+        on_a_v2_host(&["--cpus", "0.5", "--memory", "64m", "--pids", "20", "--", "cat", "/proc/self/cgroup"]);
+    if controllers.split_whitespace().any(|c| c == "cpu") {
+        // A v2 host: the limits themselves are measured by the tests above.
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.contains("0::/workshop/step"), "{out:?}");
+    } else {
+        // This VM: the cpu controller is bound to a v1 hierarchy, so v2 cannot offer it.
+        assert_eq!(out.code, 125, "{out:?}");
+        workshop_testkit::contract::assert_one_line_error(&out.stderr, "'cpu' controller");
+        assert!(out.stderr.contains("cgroup.controllers"), "{out:?}");
+    }
+}
