@@ -56,17 +56,21 @@ impl Drop for StateDir {
     }
 }
 
-/// Removes the state directories whose runtime (the pid after the last `-`) is gone.
-pub fn reclaim_stale() {
-    let Ok(entries) = fs::read_dir(STATE_ROOT) else { return };
+/// Removes the state directories whose runtime (the pid after the last `-`) is gone; returns
+/// them.
+pub fn reclaim_stale() -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(STATE_ROOT) else { return removed };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let pid =
             name.to_str().and_then(|name| name.rsplit('-').next()).and_then(|pid| pid.parse::<u32>().ok());
         if let Some(pid) = pid
             && !Path::new(&format!("/proc/{pid}")).exists()
+            && fs::remove_dir_all(entry.path()).is_ok()
         {
-            let _ = fs::remove_dir_all(entry.path());
+            removed.push(entry.path());
         }
     }
+    removed
 }

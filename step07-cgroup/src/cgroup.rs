@@ -266,7 +266,7 @@ impl Cgroup {
                 return Err(layout.missing(controller, option));
             }
         }
-        reclaim_stale(&layout);
+        let _ = reclaim_stale(&layout);
         if let Layout::V2 { root, controllers } = &layout {
             // v2 offers a controller to a cgroup's children only when the parent enables it.
             let enable: Vec<String> = ["cpu", "memory", "pids"]
@@ -395,8 +395,9 @@ fn remove(dir: &Path) {
 
 /// Removes the cgroups of runtimes that no longer run (killed with SIGKILL, so their [`Drop`]
 /// never ran). The runtime's pid is the last part of the name; a live runtime's cgroup is left
-/// alone.
-pub fn reclaim_stale(layout: &Layout) {
+/// alone. Returns the cgroups removed.
+pub fn reclaim_stale(layout: &Layout) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
     for parent in layout.parents() {
         let Ok(entries) = fs::read_dir(&parent) else { continue };
         for entry in entries.flatten() {
@@ -407,9 +408,11 @@ pub fn reclaim_stale(layout: &Layout) {
                 && !Path::new(&format!("/proc/{pid}")).exists()
             {
                 remove(&entry.path());
+                removed.push(entry.path());
             }
         }
     }
+    removed
 }
 
 fn make_dir(dir: &Path) -> Result<()> {

@@ -1,0 +1,24 @@
+//! Removes what runtimes killed with SIGKILL left on the host: their state directories and
+//! cgroups. Never touches what a running runtime still uses. (Every runtime also does this when
+//! it starts; this is for looking at a machine without starting a container.)
+//!
+//! `scripts/cleanup` runs it.
+
+use std::process::ExitCode;
+
+use step01_clone::{cli, error};
+use step06_rootfs::state;
+use step07_cgroup::cgroup::{self, Layout};
+
+fn main() -> ExitCode {
+    error::main(|| {
+        cli::require_root()?;
+        let mut removed = state::reclaim_stale();
+        removed.extend(cgroup::reclaim_stale(&Layout::detect()?));
+        for path in &removed {
+            println!("removed {}", path.display());
+        }
+        println!("{} left-overs of dead runtimes removed", removed.len());
+        Ok(0)
+    })
+}
