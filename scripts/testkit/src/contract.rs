@@ -96,10 +96,17 @@ pub fn ctrl_c_reaches_the_command_not_the_container(bin: &Path) {
     shell.run("echo ready");
     shell.session.send_line("sleep 300").unwrap();
     let container = child_running(shell.runtime_pid(), "sh");
-    let sleeper = eventually("sleep inside the container", || {
+    // Ctrl-C goes to the terminal's foreground process group: wait until the shell has made
+    // sleep's group the foreground one (before that, the shell itself would get the SIGINT).
+    let sleeper = eventually("sleep in the foreground inside the container", || {
         let children =
             std::fs::read_to_string(format!("/proc/{container}/task/{container}/children")).ok()?;
-        children.split_whitespace().next().map(|pid| pid.to_owned())
+        let pid = children.split_whitespace().next()?.to_owned();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        // state ppid pgrp session tty_nr tpgid
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        (comm == "sleep" && fields.get(2)? == fields.get(5)?).then_some(pid)
     });
     shell.control('c');
     eventually("sleep to be interrupted", || {
