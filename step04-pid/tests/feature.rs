@@ -27,14 +27,14 @@ fn host_processes_cannot_be_signalled_from_inside() {
 }
 
 /// Starts the runtime without a terminal; returns it and its container's first process.
-fn start(args: &[&str]) -> (std::process::Child, nix::unistd::Pid) {
+fn start(args: &[&str]) -> (HostProcess, nix::unistd::Pid) {
     workshop_testkit::require_root();
-    let runtime = std::process::Command::new(step_binary!())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let runtime = HostProcess::start(
+        std::process::Command::new(step_binary!())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null()),
+    );
     let runtime_pid = nix::unistd::Pid::from_raw(runtime.id() as i32);
     let first = workshop_testkit::eventually("the container's first process", || {
         let children =

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use common::{cgroup_dir, is_workshop_cgroup, unified};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use workshop_testkit::{Shell, alive, child_running, eventually, step_binary};
+use workshop_testkit::{HostProcess, Shell, alive, child_running, eventually, step_binary};
 
 /// The container's cgroup directories, in every hierarchy it was put in.
 fn cgroups_of(pid: Pid) -> Vec<PathBuf> {
@@ -73,12 +73,12 @@ fn the_cgroup_goes_when_setup_fails_after_it_was_made() {
 #[test]
 fn the_cgroup_goes_when_the_runtime_gets_sigterm() {
     workshop_testkit::require_root();
-    let mut runtime = Command::new(step_binary!())
-        .args(["--init", "--cpus", "0.5", "sleep", "600"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut runtime = HostProcess::start(
+        Command::new(step_binary!())
+            .args(["--init", "--cpus", "0.5", "sleep", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+    );
     let runtime_pid = Pid::from_raw(runtime.id() as i32);
     let first = child_running(runtime_pid, "step07-cgroup"); // the init, which runs `sleep`
     let dirs = cgroups_of(first);

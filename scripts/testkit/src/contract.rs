@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use nix::sys::signal::{Signal, kill};
 
-use crate::{Shell, alive, child_running, eventually, require_root, run, run_command};
+use crate::{HostProcess, Shell, alive, child_running, eventually, require_root, run, run_command};
 
 /// Expands to one `#[test]` per contract clause, run against the calling step's binary.
 #[macro_export]
@@ -67,9 +67,10 @@ pub fn command_not_executable_is_126(bin: &Path) {
 }
 
 pub fn death_by_signal_is_128_plus_n(bin: &Path) {
-    let mut runtime =
-        Command::new(bin).args(["sleep", "300"]).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
-    let container = child_running(pid_of(&runtime), "sleep");
+    let mut runtime = HostProcess::start(
+        Command::new(bin).args(["sleep", "300"]).stdin(Stdio::null()).stdout(Stdio::null()),
+    );
+    let container = child_running(runtime.pid(), "sleep");
     kill(container, Signal::SIGKILL).unwrap();
     let status = runtime.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 9), "a command killed by SIGKILL (9) ends the runtime with 137");
@@ -117,10 +118,11 @@ pub fn ctrl_c_reaches_the_command_not_the_container(bin: &Path) {
 }
 
 pub fn sigterm_to_runtime_stops_the_container(bin: &Path) {
-    let mut runtime =
-        Command::new(bin).args(["sleep", "300"]).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
-    let container = child_running(pid_of(&runtime), "sleep");
-    kill(pid_of(&runtime), Signal::SIGTERM).unwrap();
+    let mut runtime = HostProcess::start(
+        Command::new(bin).args(["sleep", "300"]).stdin(Stdio::null()).stdout(Stdio::null()),
+    );
+    let container = child_running(runtime.pid(), "sleep");
+    kill(runtime.pid(), Signal::SIGTERM).unwrap();
     let status = runtime.wait().unwrap();
     // sleep dies of SIGTERM (143); as PID 1 of a PID namespace it ignores it, and the runtime
     // sends SIGKILL after the grace period (137).
@@ -132,32 +134,29 @@ pub fn sigterm_to_runtime_stops_the_container(bin: &Path) {
 /// that ignores it alive: the grace period starts at the first signal.
 pub fn repeated_sigterms_do_not_postpone_the_sigkill(bin: &Path) {
     // A command that ignores SIGTERM, as a shell running as PID 1 does.
-    let mut runtime = Command::new(bin)
-        .args(["sh", "-c", "trap '' TERM; exec sleep 300"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let container = child_running(pid_of(&runtime), "sleep");
+    let mut runtime = HostProcess::start(
+        Command::new(bin)
+            .args(["sh", "-c", "trap '' TERM; exec sleep 300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+    );
+    let container = child_running(runtime.pid(), "sleep");
     let started = std::time::Instant::now();
     // Twice the grace period: plenty for it to end, far from sleep's 300 s.
     while runtime.try_wait().unwrap().is_none() && started.elapsed().as_secs() < 10 {
-        let _ = kill(pid_of(&runtime), Signal::SIGTERM);
+        let _ = kill(runtime.pid(), Signal::SIGTERM);
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let ended = runtime.try_wait().unwrap();
-    if ended.is_none() {
-        let _ = runtime.kill();
-        let _ = runtime.wait();
-    }
     assert!(ended.is_some(), "SIGTERM every 100 ms kept the container running for 10 s");
     assert!(!alive(container), "the container outlived its runtime");
 }
 
 pub fn sigkill_to_runtime_kills_the_container(bin: &Path) {
-    let mut runtime =
-        Command::new(bin).args(["sleep", "300"]).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
-    let container = child_running(pid_of(&runtime), "sleep");
+    let mut runtime = HostProcess::start(
+        Command::new(bin).args(["sleep", "300"]).stdin(Stdio::null()).stdout(Stdio::null()),
+    );
+    let container = child_running(runtime.pid(), "sleep");
     runtime.kill().unwrap();
     runtime.wait().unwrap();
     eventually("the container to die with its runtime", || (!alive(container)).then_some(()));
@@ -180,8 +179,4 @@ pub fn unknown_option_is_one_clear_line(bin: &Path) {
     let out = run(bin, &["--no-such-option"]);
     assert_eq!(out.code, 125, "{out:?}");
     assert_one_line_error(&out.stderr, "--no-such-option");
-}
-
-fn pid_of(child: &std::process::Child) -> nix::unistd::Pid {
-    nix::unistd::Pid::from_raw(child.id() as i32)
 }

@@ -206,12 +206,18 @@ pub fn alive(pid: Pid) -> bool {
     }
 }
 
-/// A host process killed when the test ends, however it ends.
+/// A host process killed when the test ends, however it ends: a test that fails half-way must
+/// not leave a runtime (and its container) running. Derefs to the [`std::process::Child`].
 pub struct HostProcess(pub std::process::Child);
 
 impl HostProcess {
     pub fn spawn(program: &str, args: &[&str]) -> HostProcess {
         HostProcess(Command::new(program).args(args).spawn().expect("starting a host process"))
+    }
+
+    /// Starts a prepared command (a runtime, usually, with its stdio set).
+    pub fn start(command: &mut Command) -> HostProcess {
+        HostProcess(command.spawn().expect("starting a host process"))
     }
 
     pub fn pid(&self) -> Pid {
@@ -221,6 +227,20 @@ impl HostProcess {
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         self.0.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl std::ops::Deref for HostProcess {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for HostProcess {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 
