@@ -1,11 +1,11 @@
 //! Replacing the container's first process with the command.
 
 use std::convert::Infallible;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
-use nix::unistd::execvp;
+use nix::unistd::execv;
 
 use crate::error::{EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, Error, Result};
 
@@ -20,17 +20,37 @@ pub fn exec(argv: &[OsString]) -> Result<Infallible> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| Error::new(format!("{name}: an argument contains a NUL byte")))?;
     close_inherited_fds_on_exec();
-    let errno = execvp(&args[0], &args).unwrap_err();
-    Err(match errno {
-        Errno::ENOENT | Errno::ENOTDIR => {
-            Error::new(format!("{name}: command not found in the container (check its PATH)"))
-                .with_code(EXIT_NOT_FOUND)
+    let mut cannot_execute = None;
+    for candidate in candidates(&argv[0]) {
+        let errno = execv(&candidate, &args).unwrap_err();
+        // A PATH directory that does not exist, or that we may not search (EACCES too), does
+        // not hold the command; something that is there but will not run does.
+        let exists = std::fs::metadata(OsStr::from_bytes(candidate.as_bytes())).is_ok();
+        if exists || !matches!(errno, Errno::ENOENT | Errno::ENOTDIR | Errno::EACCES) {
+            cannot_execute.get_or_insert(errno);
         }
-        Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM => {
+    }
+    Err(match cannot_execute {
+        None => Error::new(format!("{name}: command not found in the container (check its PATH)"))
+            .with_code(EXIT_NOT_FOUND),
+        Some(errno @ (Errno::EACCES | Errno::ENOEXEC | Errno::EISDIR | Errno::EPERM)) => {
             Error::new(format!("{name}: cannot execute: {}", errno.desc())).with_code(EXIT_CANNOT_EXEC)
         }
-        other => Error::new(format!("exec {name}: {other}")),
+        Some(other) => Error::new(format!("exec {name}: {other}")),
     })
+}
+
+/// Where to look for `command`: itself when it holds a `/`, else in each directory of `PATH`.
+fn candidates(command: &OsStr) -> Vec<CString> {
+    let join = |dir: &[u8]| {
+        let dir = if dir.is_empty() { b".".as_slice() } else { dir }; // an empty entry is "."
+        CString::new([dir, b"/", command.as_bytes()].concat()).ok()
+    };
+    if command.as_bytes().contains(&b'/') {
+        return CString::new(command.as_bytes()).ok().into_iter().collect();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    path.as_bytes().split(|&b| b == b':').filter_map(join).collect()
 }
 // ANCHOR_END: exec
 
