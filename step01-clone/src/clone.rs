@@ -43,7 +43,15 @@ pub fn spawn<F>(flags: CloneFlags, child_main: F) -> Result<Container>
 where
     F: FnOnce() -> Result<Infallible>,
 {
-    let terminal = Terminal::inherit();
+    spawn_sharing(Terminal::inherit(), flags, child_main)
+}
+
+/// [`spawn`], with the caller deciding whether the container shares the user's terminal
+/// ([`Terminal::inherit`]) or not ([`Terminal::none`]: step 08 gives it a terminal of its own).
+pub fn spawn_sharing<F>(terminal: Terminal, flags: CloneFlags, child_main: F) -> Result<Container>
+where
+    F: FnOnce() -> Result<Infallible>,
+{
     let (go, go_sender) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
     let stack = Stack::new(STACK_SIZE)?;
     let signal_mask = signals::prepare()?;

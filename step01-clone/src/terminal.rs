@@ -30,6 +30,11 @@ impl Terminal {
         Terminal { foreground }
     }
 
+    /// A container that does not share the user's terminal (it may have one of its own).
+    pub fn none() -> Terminal {
+        Terminal { foreground: false }
+    }
+
     /// In the container's first process: become a process group of its own and the terminal's
     /// foreground group.
     pub fn give_to_this_process(&self) -> Result<()> {

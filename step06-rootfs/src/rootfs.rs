@@ -153,6 +153,15 @@ impl FromStr for Volume {
     }
 }
 
+/// Makes the mount points of `volumes` in the rootfs from the host's side, for a container
+/// whose root may not write the rootfs (step 08's user namespace).
+pub fn make_mount_points(root: &Rootfs, volumes: &[Volume]) -> Result<()> {
+    for volume in volumes {
+        ensure_in_root(root, &volume.container, volume.host.is_dir())?;
+    }
+    Ok(())
+}
+
 // ANCHOR: volumes
 /// Bind-mounts each volume's host path at its place in the rootfs (made when missing),
 /// read-only when asked: a read-only bind takes a second call, a remount.
@@ -162,14 +171,36 @@ pub fn mount_volumes(root: &Rootfs, volumes: &[Volume]) -> Result<()> {
         let what = format!("volume {}:{}", volume.host.display(), volume.container.display());
         bind(&volume.host, &target, MsFlags::MS_REC).context(&what)?;
         if volume.read_only {
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            mount(None::<&str>, &target, None::<&str>, flags, None::<&str>)
-                .context(format!("{what}: read-only"))?;
+            remount_read_only(&target).context(format!("{what}: read-only"))?;
         }
     }
     Ok(())
 }
 // ANCHOR_END: volumes
+
+// ANCHOR: remount_read_only
+/// Makes the bind mount at `target` read-only: `MS_BIND | MS_REMOUNT | MS_RDONLY`, keeping the
+/// flags it already has (nosuid, nodev, noexec, atime). The kernel refuses a remount that would
+/// drop one of them in a user namespace (they are locked), so they are read back first.
+pub fn remount_read_only(target: &Path) -> nix::Result<()> {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    let have = statvfs(target)?.flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    for (fs_flag, ms_flag) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if have.contains(fs_flag) {
+            flags |= ms_flag;
+        }
+    }
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+}
+// ANCHOR_END: remount_read_only
 
 // ANCHOR: pivot_root
 /// Makes the rootfs `/` and lets go of the host's tree.
@@ -186,24 +217,27 @@ pub fn pivot_root(root: &Rootfs) -> Result<()> {
 }
 // ANCHOR_END: pivot_root
 
-fn bind(source: &Path, target: &Path, extra: MsFlags) -> nix::Result<()> {
+/// Bind-mounts `source` on `target` (`MS_BIND`, plus `extra`, e.g. `MS_REC`).
+pub fn bind(source: &Path, target: &Path, extra: MsFlags) -> nix::Result<()> {
     mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | extra, None::<&str>)
 }
 
-fn mount_fs(fstype: &str, target: &Path, flags: MsFlags, data: &str) -> Result<()> {
+/// Mounts a new instance of the filesystem `fstype` on `target`.
+pub fn mount_fs(fstype: &str, target: &Path, flags: MsFlags, data: &str) -> Result<()> {
     let data = (!data.is_empty()).then_some(data);
     mount(Some(fstype), target, Some(fstype), flags, data)
         .context(format!("mount {fstype} on {}", target.display()))
 }
 
-fn ensure_dir(root: &Rootfs, in_container: &str) -> Result<PathBuf> {
+/// The host path of the directory `in_container` in the rootfs, made when missing.
+pub fn ensure_dir(root: &Rootfs, in_container: &str) -> Result<PathBuf> {
     ensure_in_root(root, Path::new(in_container), true)
 }
 
 /// The host path of `in_container` inside the rootfs, made when missing (a directory, or an
 /// empty file as a mount point for a file). A symbolic link on the way is refused: mount(2)
 /// would follow it, and an absolute one would lead out of the rootfs onto the host.
-fn ensure_in_root(root: &Rootfs, in_container: &Path, directory: bool) -> Result<PathBuf> {
+pub fn ensure_in_root(root: &Rootfs, in_container: &Path, directory: bool) -> Result<PathBuf> {
     let mut path = root.path().to_path_buf();
     let components: Vec<_> =
         in_container.components().filter(|c| matches!(c, Component::Normal(_))).collect();
