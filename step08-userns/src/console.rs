@@ -1,0 +1,235 @@
+//! A terminal of the container's own: a pseudo-terminal whose other end the runtime relays to
+//! the user's terminal, as `docker run -it` does.
+//!
+//! Up to step 07 the container shared the user's terminal (step 01's `terminal` module). Once
+//! root in the container is nobody on the host, that is no longer right: any process holding a
+//! terminal as its controlling tty may push characters into its input queue (`TIOCSTI`), and
+//! what the container pushed would be read, after it ended, by the user's shell, as the
+//! user (`dev.tty.legacy_tiocsti`, Linux 6.2, can turn that off; most hosts still have it on).
+//! So the container gets a pseudo-terminal pair: its shell is a session leader with the
+//! *secondary* end as controlling terminal (job control works as on any terminal) and the
+//! runtime copies bytes between the *primary* end and the user's terminal, which it puts in raw
+//! mode so that every key, Ctrl-C included, goes through untouched, and passes on changes of
+//! the window size (SIGWINCH).
+//!
+//! Without a terminal (stdin or stdout not a tty, as in CI) there is nothing to relay and the
+//! container inherits the runtime's stdin, stdout and stderr as before.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::pty::{Winsize, openpty};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, isatty, setsid};
+use step01_clone::error::{Context, Result};
+use step01_clone::terminal::Terminal;
+use step06_rootfs::rootfs::{Rootfs, bind, ensure_in_root};
+
+/// The pseudo-terminal the container gets when the runtime runs on a terminal.
+#[derive(Debug)]
+pub struct Console {
+    pty: Option<Pty>,
+}
+
+#[derive(Debug)]
+struct Pty {
+    primary: OwnedFd,
+    secondary: Option<OwnedFd>,
+}
+
+impl Console {
+    /// Opens a pseudo-terminal like the user's when stdin and stdout are terminals;
+    /// otherwise a console that does nothing.
+    pub fn open() -> Result<Console> {
+        let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+        if !(isatty(&stdin).unwrap_or(false) && isatty(&stdout).unwrap_or(false)) {
+            return Ok(Console { pty: None });
+        }
+        // The user's window size and terminal settings (echo, erase key, …), as `script` does.
+        let size = window_size(stdin.as_fd());
+        let settings = tcgetattr(stdin.as_fd()).ok();
+        let pair = openpty(size.as_ref(), settings.as_ref()).context("openpty")?;
+        Ok(Console { pty: Some(Pty { primary: pair.master, secondary: Some(pair.slave) }) })
+    }
+
+    /// What the container does with the user's terminal: nothing when it has a console of its
+    /// own, share it as before when it does not.
+    pub fn user_terminal(&self) -> Terminal {
+        if self.pty.is_some() { Terminal::none() } else { Terminal::inherit() }
+    }
+
+    // ANCHOR: attach
+    /// In the container's first process: start a session whose controlling terminal is the
+    /// secondary end, and make it stdin, stdout and stderr.
+    pub fn attach(&self) -> Result<()> {
+        let Some(secondary) = self.pty.as_ref().and_then(|pty| pty.secondary.as_ref()) else {
+            return Ok(());
+        };
+        setsid().context("setsid")?;
+        // SAFETY: TIOCSCTTY takes an int argument (0: do not steal the terminal from another
+        // session; this one is new and nobody's).
+        Errno::result(unsafe { libc::ioctl(secondary.as_raw_fd(), libc::TIOCSCTTY, 0) })
+            .context("TIOCSCTTY")?;
+        dup2_stdin(secondary).context("dup2 stdin")?;
+        dup2_stdout(secondary).context("dup2 stdout")?;
+        dup2_stderr(secondary).context("dup2 stderr")
+        // The primary end and the original secondary descriptor are close-on-exec.
+    }
+    // ANCHOR_END: attach
+
+    // ANCHOR: dev_console
+    /// In the container, once its /dev is mounted: bind-mount its terminal on `/dev/console`,
+    /// as runc and LXC do. The terminal was made in the host's devpts instance, which the
+    /// container does not see (its /dev/pts is an instance of its own); without this, `tty`
+    /// would find no name for it.
+    pub fn bind_to_dev_console(&self, root: &Rootfs) -> Result<()> {
+        let Some(pty) = self.pty.as_ref() else { return Ok(()) };
+        // Its name in the host's /dev/pts, which this mount namespace still sees (a copy of the
+        // host's mount table; /proc/self/fd/N would not do: that names the host's own mount).
+        let mut number: libc::c_uint = 0;
+        // SAFETY: TIOCGPTN writes the terminal's number into the int we pass.
+        Errno::result(unsafe { libc::ioctl(pty.primary.as_raw_fd(), libc::TIOCGPTN, &mut number) })
+            .context("TIOCGPTN")?;
+        let source = PathBuf::from(format!("/dev/pts/{number}"));
+        let console = ensure_in_root(root, Path::new("/dev/console"), false)?;
+        bind(&source, &console, MsFlags::empty())
+            .context(format!("bind-mounting {} on /dev/console", source.display()))
+    }
+    // ANCHOR_END: dev_console
+
+    // ANCHOR: relay
+    /// In the runtime, once the container runs: copy between the user's terminal (in raw mode
+    /// meanwhile) and the container's until the container has closed its end, that is, until
+    /// it has ended.
+    pub fn relay(&mut self) -> Result<()> {
+        let Some(pty) = self.pty.as_mut() else { return Ok(()) };
+        pty.secondary = None; // the container's now: our copy would keep the end open
+        let stdin = std::io::stdin();
+        let _raw = RawMode::enter(stdin.as_fd())?;
+        let _winch = WindowChanges::watch()?;
+        let mut buffer = [0u8; 8192];
+        let mut stdin_open = true;
+        loop {
+            if RESIZED.swap(false, Ordering::SeqCst) {
+                copy_window_size(stdin.as_fd(), pty.primary.as_fd());
+            }
+            let mut fds = vec![PollFd::new(pty.primary.as_fd(), PollFlags::POLLIN)];
+            if stdin_open {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(Errno::EINTR) => continue, // SIGWINCH, or a signal passed on to the container
+                other => other.context("poll")?,
+            };
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            let (container_ready, user_ready) = (ready(&fds[0]), fds.get(1).is_some_and(ready));
+            drop(fds);
+            if container_ready {
+                // EIO: every descriptor of the secondary end is closed, the container is gone.
+                match nix::unistd::read(&pty.primary, &mut buffer) {
+                    Ok(0) | Err(Errno::EIO) => return Ok(()),
+                    Err(Errno::EINTR | Errno::EAGAIN) => {}
+                    Err(errno) => return Err(errno).context("reading the container's terminal"),
+                    Ok(n) => {
+                        let mut stdout = std::io::stdout().lock();
+                        stdout
+                            .write_all(&buffer[..n])
+                            .and_then(|()| stdout.flush())
+                            .context("writing to the terminal")?;
+                    }
+                }
+            }
+            if user_ready {
+                match stdin.lock().read(&mut buffer) {
+                    Ok(0) => stdin_open = false,
+                    Ok(n) => write_all(pty.primary.as_fd(), &buffer[..n])?,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e).context("reading the terminal"),
+                }
+            }
+        }
+    }
+    // ANCHOR_END: relay
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<()> {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno).context("writing to the container's terminal"),
+        }
+    }
+    Ok(())
+}
+
+fn window_size(terminal: BorrowedFd<'_>) -> Option<Winsize> {
+    let mut size = Winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ fills the struct we pass.
+    let got = unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    (got == 0).then_some(size)
+}
+
+/// Gives the container's terminal the user's window size; its kernel side then sends SIGWINCH
+/// to the container's foreground job, as a terminal emulator's resize does.
+fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    if let Some(size) = window_size(from) {
+        // SAFETY: TIOCSWINSZ reads the struct we pass.
+        unsafe { libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    }
+}
+
+/// The user's terminal in raw mode (no echo, no line editing, no signals from keys: all of that
+/// is the container's terminal's job now), restored on every path out.
+struct RawMode<'a> {
+    terminal: BorrowedFd<'a>,
+    saved: Termios,
+}
+
+impl<'a> RawMode<'a> {
+    fn enter(terminal: BorrowedFd<'a>) -> Result<RawMode<'a>> {
+        let saved = tcgetattr(terminal).context("tcgetattr")?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(terminal, SetArg::TCSANOW, &raw).context("tcsetattr raw")?;
+        Ok(RawMode { terminal, saved })
+    }
+}
+
+impl Drop for RawMode<'_> {
+    fn drop(&mut self) {
+        let _ = tcsetattr(self.terminal, SetArg::TCSADRAIN, &self.saved);
+    }
+}
+
+static RESIZED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn resized(_: libc::c_int) {
+    RESIZED.store(true, Ordering::SeqCst);
+}
+
+/// A SIGWINCH handler for the time of the relay (it interrupts poll, which then copies the
+/// size); the previous disposition is restored afterwards.
+struct WindowChanges(SigAction);
+
+impl WindowChanges {
+    fn watch() -> Result<WindowChanges> {
+        let action = SigAction::new(SigHandler::Handler(resized), SaFlags::empty(), SigSet::empty());
+        // SAFETY: the handler only stores to an atomic.
+        let previous = unsafe { sigaction(Signal::SIGWINCH, &action) }.context("sigaction SIGWINCH")?;
+        Ok(WindowChanges(previous))
+    }
+}
+
+impl Drop for WindowChanges {
+    fn drop(&mut self) {
+        // SAFETY: restores the disposition that was there before.
+        let _ = unsafe { sigaction(Signal::SIGWINCH, &self.0) };
+    }
+}
