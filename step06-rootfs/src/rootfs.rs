@@ -90,6 +90,12 @@ fn mount_dev(dev: &Path) -> Result<()> {
         fs::set_permissions(&node, fs::Permissions::from_mode(0o666))
             .context(format!("chmod {}", node.display()))?;
     }
+    dev_links_pts_and_shm(dev)
+}
+
+/// The rest of a /dev: the usual links, a devpts instance of the container's own (`newinstance`:
+/// its terminals are numbered apart from the host's) and a tmpfs for POSIX shared memory.
+pub fn dev_links_pts_and_shm(dev: &Path) -> Result<()> {
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),

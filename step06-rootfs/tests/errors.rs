@@ -2,30 +2,14 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use workshop_testkit::contract::assert_one_line_error;
 use workshop_testkit::{TempDir, step_binary};
 
-/// Runs the step and checks the one-line error, that nothing started, and that the runtime's
-/// state directory is gone.
+/// The step with `args` is refused: one line, exit 125, nothing left (see the testkit).
 fn refused(args: &[&str], mentions: &str) {
-    workshop_testkit::require_root();
-    let child = Command::new(step_binary!())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(125), "{args:?}: {stdout}{stderr}");
-    assert_one_line_error(&stderr, mentions);
-    assert!(!stdout.contains("start a container"), "nothing may start: {stdout}");
-    let state = Path::new("/run/workshop").join(format!("step06-rootfs-{pid}"));
-    assert!(!state.exists(), "{} was left behind", state.display());
+    workshop_testkit::contract::refused(Command::new(step_binary!()).args(args), mentions);
 }
 
 #[test]

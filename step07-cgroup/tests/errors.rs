@@ -1,32 +1,12 @@
 //! Bad limits get one clear line and exit 125, before anything is made.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use workshop_testkit::contract::assert_one_line_error;
 use workshop_testkit::step_binary;
 
+/// The step with `args` is refused: one line, exit 125, nothing left (see the testkit).
 fn refused(args: &[&str], mentions: &str) {
-    workshop_testkit::require_root();
-    let child = Command::new(step_binary!())
-        .args(args)
-        .arg("true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(125), "{args:?}: {stdout}{stderr}");
-    assert_one_line_error(&stderr, mentions);
-    assert!(!stdout.contains("start a container"), "nothing may start: {stdout}");
-    let name = format!("step07-cgroup-{pid}");
-    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"] {
-        let dir = Path::new(root).join("workshop").join(&name);
-        assert!(!dir.exists(), "{} was left behind", dir.display());
-    }
+    workshop_testkit::contract::refused(Command::new(step_binary!()).args(args).arg("true"), mentions);
 }
 
 #[test]

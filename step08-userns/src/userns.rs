@@ -28,7 +28,9 @@ use nix::mount::MsFlags;
 use nix::unistd::{Gid, Pid, Uid, setresgid, setresuid};
 use step01_clone::error::{Context, Error, Result};
 use step05_mount::mount::mount_proc;
-use step06_rootfs::rootfs::{DEVICES, Rootfs, bind, ensure_dir, mount_fs, remount_read_only};
+use step06_rootfs::rootfs::{
+    DEVICES, Rootfs, bind, dev_links_pts_and_shm, ensure_dir, mount_fs, remount_read_only,
+};
 
 /// One line of a uid or gid map: `count` ids from `inside` in the container are the ids from
 /// `outside` on the host.
@@ -178,8 +180,8 @@ fn mounts_under(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 
 // ANCHOR: dev
 /// A tmpfs /dev in which each device of step 06's list is an empty file with the host's node
-/// bind-mounted over it, plus /dev/pts (a devpts instance may be mounted in a user namespace)
-/// and /dev/shm.
+/// bind-mounted over it; the links, /dev/pts and /dev/shm are step 06's (a devpts instance may
+/// be mounted in a user namespace).
 fn mount_dev(dev: &Path) -> Result<()> {
     mount_fs("tmpfs", dev, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "mode=755,size=64k")?;
     for (name, _, _) in DEVICES {
@@ -188,21 +190,7 @@ fn mount_dev(dev: &Path) -> Result<()> {
         let host = Path::new("/dev").join(name);
         bind(&host, &node, MsFlags::empty()).context(format!("bind-mounting {}", host.display()))?;
     }
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
-        std::os::unix::fs::symlink(target, dev.join(link)).context(format!("symlink /dev/{link}"))?;
-    }
-    let pts = dev.join("pts");
-    fs::create_dir(&pts).context("mkdir /dev/pts")?;
-    mount_fs("devpts", &pts, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
-    let shm = dev.join("shm");
-    fs::create_dir(&shm).context("mkdir /dev/shm")?;
-    mount_fs("tmpfs", &shm, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")
+    dev_links_pts_and_shm(dev)
 }
 // ANCHOR_END: dev
 

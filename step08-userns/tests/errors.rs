@@ -1,29 +1,9 @@
 //! Bad id maps, and a host without user namespaces, get one clear line and exit 125, before
 //! anything is made.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use workshop_testkit::contract::assert_one_line_error;
 use workshop_testkit::step_binary;
-
-fn refused(command: &mut Command, mentions: &str) {
-    workshop_testkit::require_root();
-    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(125), "{command:?}: {stdout}{stderr}");
-    assert_one_line_error(&stderr, mentions);
-    assert!(!stdout.contains("start a container"), "nothing may start: {stdout}");
-    let name = format!("step08-userns-{pid}");
-    for root in
-        ["/run", "/sys/fs/cgroup", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"]
-    {
-        let dir = Path::new(root).join("workshop").join(&name);
-        assert!(!dir.exists(), "{} was left behind", dir.display());
-    }
-}
 
 fn step(args: &[&str]) -> Command {
     let mut command = Command::new(step_binary!());
@@ -34,26 +14,32 @@ fn step(args: &[&str]) -> Command {
 #[test]
 fn maps_that_are_not_maps() {
     for bad in ["banana", "0:100000", "0:100000:65536:1", "0:100000:0", "-1:100000:10"] {
-        refused(&mut step(&["--uid-map", bad]), "--uid-map");
-        refused(&mut step(&["--gid-map", bad]), "--gid-map");
+        workshop_testkit::contract::refused(&mut step(&["--uid-map", bad]), "--uid-map");
+        workshop_testkit::contract::refused(&mut step(&["--gid-map", bad]), "--gid-map");
     }
 }
 
 #[test]
 fn maps_beyond_32_bits() {
-    refused(&mut step(&["--uid-map", "0:4294967295:2"]), "largest id");
-    refused(&mut step(&["--gid-map", "4294967000:0:1000"]), "largest id");
+    workshop_testkit::contract::refused(&mut step(&["--uid-map", "0:4294967295:2"]), "largest id");
+    workshop_testkit::contract::refused(&mut step(&["--gid-map", "4294967000:0:1000"]), "largest id");
 }
 
 #[test]
 fn overlapping_maps() {
-    refused(&mut step(&["--uid-map", "0:100000:1000", "--uid-map", "500:300000:10"]), "overlap");
-    refused(&mut step(&["--gid-map", "0:100000:1000", "--gid-map", "2000:100500:10"]), "overlap");
+    workshop_testkit::contract::refused(
+        &mut step(&["--uid-map", "0:100000:1000", "--uid-map", "500:300000:10"]),
+        "overlap",
+    );
+    workshop_testkit::contract::refused(
+        &mut step(&["--gid-map", "0:100000:1000", "--gid-map", "2000:100500:10"]),
+        "overlap",
+    );
 }
 
 #[test]
 fn a_map_without_root() {
-    refused(&mut step(&["--uid-map", "1:100000:1000"]), "must map id 0");
+    workshop_testkit::contract::refused(&mut step(&["--uid-map", "1:100000:1000"]), "must map id 0");
 }
 
 #[test]
@@ -61,7 +47,7 @@ fn user_namespaces_turned_off() {
     // user.max_user_namespaces is a limit of each user namespace for the ones below it: set to
     // 0 in a namespace of the test's own, it turns them off there, and the host is untouched.
     let script = r#"echo 0 > /proc/sys/user/max_user_namespaces && exec "$@" true"#;
-    refused(
+    workshop_testkit::contract::refused(
         Command::new("unshare")
             .args(["--user", "--map-root-user", "sh", "-c", script, "sh"])
             .arg(step_binary!()),

@@ -45,6 +45,22 @@ pub fn assert_one_line_error(stderr: &str, mentions: &str) {
     assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "a panic: {stderr}");
 }
 
+/// Runs `command` (a step with bad input) and checks that it is refused the way every step
+/// refuses: exit 125, one line on stderr that mentions `mentions`, no container started, and
+/// nothing left behind that is named after the runtime (state directory, cgroups).
+pub fn refused(command: &mut Command, mentions: &str) {
+    require_root();
+    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(125), "{command:?}: {stdout}{stderr}");
+    assert_one_line_error(&stderr, mentions);
+    assert!(!stdout.contains("start a container"), "nothing may start: {stdout}");
+    let left = crate::named_after(pid);
+    assert!(left.is_empty(), "{command:?} left behind: {left:?}");
+}
+
 pub fn banners_in_order_and_exit_code_passed_on(bin: &Path) {
     let out = run(bin, &["--", "sh", "-c", "echo from-the-command; exit 7"]);
     assert_eq!(out.code, 7, "the runtime ends with the command's exit code: {out:?}");

@@ -206,6 +206,22 @@ pub fn alive(pid: Pid) -> bool {
     }
 }
 
+/// What the workshop keeps on the host per container that is named after the runtime's pid
+/// (`…-PID`): state directories and cgroups. Empty once that runtime has cleaned up.
+pub fn named_after(runtime: u32) -> Vec<PathBuf> {
+    let suffix = format!("-{runtime}");
+    let mut parents = vec![PathBuf::from("/run/workshop"), PathBuf::from("/sys/fs/cgroup/workshop")];
+    if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+        parents.extend(hierarchies.flatten().map(|h| h.path().join("workshop")));
+    }
+    parents
+        .iter()
+        .filter_map(|parent| std::fs::read_dir(parent).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .filter(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(&suffix)))
+        .collect()
+}
+
 /// A host process killed when the test ends, however it ends: a test that fails half-way must
 /// not leave a runtime (and its container) running. Derefs to the [`std::process::Child`].
 pub struct HostProcess(pub std::process::Child);
