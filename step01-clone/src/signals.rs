@@ -25,6 +25,7 @@ static CONTAINER: AtomicI32 = AtomicI32::new(0);
 /// push the SIGKILL back for ever.)
 static GRACE_STARTED: AtomicBool = AtomicBool::new(false);
 
+// ANCHOR: pass_on
 extern "C" fn pass_on(signal: libc::c_int) {
     let pid = CONTAINER.load(Ordering::SeqCst);
     if pid > 0 {
@@ -45,6 +46,7 @@ extern "C" fn grace_over(_: libc::c_int) {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
+// ANCHOR_END: pass_on
 
 fn handled() -> SigSet {
     let mut set = SigSet::empty();

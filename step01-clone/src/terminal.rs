@@ -35,6 +35,7 @@ impl Terminal {
         Terminal { foreground: false }
     }
 
+    // ANCHOR: give
     /// In the container's first process: become a process group of its own and the terminal's
     /// foreground group.
     pub fn give_to_this_process(&self) -> Result<()> {
@@ -51,6 +52,7 @@ impl Terminal {
             let _ = set_foreground_group(getpgrp());
         }
     }
+    // ANCHOR_END: give
 }
 
 impl Drop for Terminal {
