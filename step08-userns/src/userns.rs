@@ -148,12 +148,26 @@ pub fn become_root() -> Result<()> {
 /// namespace belongs to this user namespace); the host's /sys bound read-only instead of a new
 /// sysfs; a /dev whose devices are bind mounts of the host's instead of mknod'ed nodes.
 pub fn mount_kernel_filesystems(root: &Rootfs) -> Result<()> {
+    mount_kernel_filesystems_with(root, bind_host_sys)
+}
+
+/// [`mount_kernel_filesystems`], with `sys` putting something on the container's /sys (step 09,
+/// whose network namespace belongs to the container, mounts a sysfs of its own there).
+pub fn mount_kernel_filesystems_with(root: &Rootfs, sys: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     mount_proc(ensure_dir(root, "/proc")?)?;
-    let sys = ensure_dir(root, "/sys")?;
-    bind(Path::new("/sys"), &sys, MsFlags::MS_REC).context("bind-mounting the host's /sys")?;
+    sys(&ensure_dir(root, "/sys")?)?;
+    mount_dev(&ensure_dir(root, "/dev")?)?;
+    mount_fs("tmpfs", &ensure_dir(root, "/tmp")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")?;
+    mount_fs("tmpfs", &ensure_dir(root, "/run")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=755")
+}
+
+/// The host's /sys, read-only: a new sysfs may only be mounted by the user namespace that owns
+/// the network namespace, and the container still shares the host's.
+fn bind_host_sys(sys: &Path) -> Result<()> {
+    bind(Path::new("/sys"), sys, MsFlags::MS_REC).context("bind-mounting the host's /sys")?;
     // MS_REC brings the mounts below /sys along (the kernel insists: they are locked to it);
     // each of them is made read-only too.
-    for mount_point in mounts_under(&sys)? {
+    for mount_point in mounts_under(sys)? {
         match remount_read_only(&mount_point) {
             // A mount hidden under another one is listed but cannot be reached: nor can it be
             // written to.
@@ -161,9 +175,7 @@ pub fn mount_kernel_filesystems(root: &Rootfs) -> Result<()> {
             other => other.context(format!("making {} read-only", mount_point.display()))?,
         }
     }
-    mount_dev(&ensure_dir(root, "/dev")?)?;
-    mount_fs("tmpfs", &ensure_dir(root, "/tmp")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")?;
-    mount_fs("tmpfs", &ensure_dir(root, "/run")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=755")
+    Ok(())
 }
 // ANCHOR_END: kernel_filesystems
 
