@@ -334,8 +334,10 @@ fn check_ip(ip: IpArg, subnet: Subnet, bridge: &BridgeName) -> Result<Ipv4Addr> 
 
 // ANCHOR: bridge
 /// Makes the bridge with the subnet's first address, unless it exists; returns its index. An
-/// existing one must be a bridge, and have that address (or none yet).
+/// existing one must be a bridge, and have that address (or none yet). A subnet that overlaps
+/// one of the host's is refused before anything is made.
 fn ensure_bridge(host: &mut Netlink, name: &str, subnet: Subnet) -> Result<u32> {
+    let addresses = ipv4_addresses(host)?;
     let index = match link_by_name(host, name) {
         Ok(link) if is_kind(&link, &InfoKind::Bridge) => link.header.index,
         Ok(_) => {
@@ -344,6 +346,7 @@ fn ensure_bridge(host: &mut Netlink, name: &str, subnet: Subnet) -> Result<u32> 
             )));
         }
         Err(Errno::ENODEV) => {
+            check_overlap(&addresses, subnet)?;
             // ip link add workshop0 type bridge
             let mut bridge = LinkMessage::default();
             bridge.attributes.push(LinkAttribute::IfName(name.to_owned()));
@@ -360,30 +363,23 @@ fn ensure_bridge(host: &mut Netlink, name: &str, subnet: Subnet) -> Result<u32> 
         }
         Err(errno) => return Err(Error::new(format!("looking for the bridge {name}: {errno}"))),
     };
-    let addresses = ipv4_addresses(host)?;
-    let mine: Vec<_> = addresses.iter().filter(|a| a.index == index).collect();
-    match mine.first() {
+    match addresses.iter().find(|a| a.index == index) {
         Some(a) if a.address == subnet.gateway() && a.prefix == subnet.prefix => {}
         Some(a) => {
+            let theirs = Subnet {
+                network: Ipv4Addr::from(u32::from(a.address) & Subnet::mask(a.prefix)),
+                prefix: a.prefix,
+            };
             return Err(Error::new(format!(
-                "the bridge {name} has the address {}/{}, not {}/{}: use --subnet {} (or WORKSHOP_SUBNET), or another --bridge",
+                "the bridge {name} has the address {}/{}, not {}/{}: use --subnet {theirs} (or WORKSHOP_SUBNET), or another --bridge",
                 a.address,
                 a.prefix,
                 subnet.gateway(),
                 subnet.prefix,
-                Subnet {
-                    network: Ipv4Addr::from(u32::from(a.address) & Subnet::mask(a.prefix)),
-                    prefix: a.prefix
-                }
             )));
         }
         None => {
-            if let Some(other) = addresses.iter().find(|a| subnet.overlaps(a.address, a.prefix)) {
-                return Err(Error::new(format!(
-                    "--subnet {subnet} overlaps {}/{} of {} on the host: choose another subnet (--subnet or WORKSHOP_SUBNET)",
-                    other.address, other.prefix, other.label
-                )));
-            }
+            check_overlap(&addresses, subnet)?;
             // ip addr add 10.213.0.1/24 broadcast 10.213.0.255 dev workshop0
             add_address(host, index, subnet.gateway(), subnet)?;
         }
@@ -391,6 +387,18 @@ fn ensure_bridge(host: &mut Netlink, name: &str, subnet: Subnet) -> Result<u32> 
     // ip link set workshop0 up
     set_up(host, name)?;
     Ok(index)
+}
+
+/// Refuses a subnet that shares addresses with one of the host's: the host would route them to
+/// the bridge, away from where they are.
+fn check_overlap(addresses: &[HostAddress], subnet: Subnet) -> Result<()> {
+    match addresses.iter().find(|a| subnet.overlaps(a.address, a.prefix)) {
+        Some(other) => Err(Error::new(format!(
+            "--subnet {subnet} overlaps {}/{} of {} on the host: choose another subnet (--subnet or WORKSHOP_SUBNET)",
+            other.address, other.prefix, other.label
+        ))),
+        None => Ok(()),
+    }
 }
 // ANCHOR_END: bridge
 

@@ -207,8 +207,33 @@ pub fn alive(pid: Pid) -> bool {
 }
 
 /// What the workshop keeps on the host per container that is named after the runtime's pid
-/// (`…-PID`): state directories and cgroups. Empty once that runtime has cleaned up.
+/// (`…-PID`): state directories and cgroups; and the address leases it holds (step 09's
+/// `/run/workshop/net/BRIDGE/ADDRESS`, which hold its pid). Empty once that runtime has cleaned
+/// up.
 pub fn named_after(runtime: u32) -> Vec<PathBuf> {
+    let mut found = named_after_pid(runtime);
+    found.extend(leases_of(runtime));
+    found
+}
+
+/// The address leases held by `runtime`.
+pub fn leases_of(runtime: u32) -> Vec<PathBuf> {
+    let Ok(bridges) = std::fs::read_dir("/run/workshop/net") else { return Vec::new() };
+    bridges
+        .flatten()
+        .filter_map(|bridge| std::fs::read_dir(bridge.path()).ok())
+        .flat_map(|leases| leases.flatten().map(|lease| lease.path()))
+        .filter(|lease| {
+            lease
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+        })
+        .filter(|lease| std::fs::read_to_string(lease).is_ok_and(|owner| owner.trim() == runtime.to_string()))
+        .collect()
+}
+
+fn named_after_pid(runtime: u32) -> Vec<PathBuf> {
     let suffix = format!("-{runtime}");
     let mut parents = vec![PathBuf::from("/run/workshop"), PathBuf::from("/sys/fs/cgroup/workshop")];
     if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
