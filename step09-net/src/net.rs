@@ -24,7 +24,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, Write};
+use std::io::{ErrorKind, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -250,13 +250,11 @@ impl Network {
         }
         let subnet = args.subnet;
         let wanted = args.ip.map(|ip| check_ip(ip, subnet, &args.bridge)).transpose()?;
-        let dir = leases_root().join(&args.bridge.0);
-        fs::create_dir_all(&dir).context(format!("creating {}", dir.display()))?;
-        // One runtime at a time sets up the bridge and hands out its addresses.
-        let mut last = lock(&dir)?;
+        // One runtime at a time sets up bridges and hands out addresses.
+        let _lock = lock()?;
         let mut host = Netlink::open()?;
         let bridge_index = ensure_bridge(&mut host, &args.bridge.0, subnet)?;
-        let lease = Lease::take(&dir, subnet, wanted, &mut last)?;
+        let lease = Lease::take(&leases_root().join(&args.bridge.0), subnet, wanted)?;
         Ok(Network { bridged: Some(Bridged { bridge: args.bridge.0.clone(), bridge_index, subnet, lease }) })
     }
     // ANCHOR_END: prepare
@@ -575,7 +573,8 @@ impl Lease {
     /// Leases `wanted`, or else the next free address after the one handed out last (so that
     /// a released address is not reused at once, while the host may still remember which
     /// device had it). Stale leases are reclaimed first. The caller holds the lock.
-    fn take(dir: &Path, subnet: Subnet, wanted: Option<Ipv4Addr>, last: &mut File) -> Result<Lease> {
+    fn take(dir: &Path, subnet: Subnet, wanted: Option<Ipv4Addr>) -> Result<Lease> {
+        fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
         reclaim_stale_in(dir);
         if let Some(address) = wanted {
             return Lease::create(dir, address)?.ok_or_else(|| {
@@ -588,8 +587,9 @@ impl Lease {
         }
         let (first, end) = subnet.container_addresses();
         let count = end - first + 1;
-        let mut hint = String::new();
-        let _ = last.read_to_string(&mut hint);
+        // The file `last` holds the address handed out last.
+        let last = dir.join("last");
+        let hint = fs::read_to_string(&last).unwrap_or_default();
         let start = match hint.trim().parse::<Ipv4Addr>().map(u32::from) {
             Ok(previous) if (first..=end).contains(&previous) => previous - first + 1,
             _ => 0,
@@ -597,8 +597,7 @@ impl Lease {
         for n in 0..count {
             let address = Ipv4Addr::from(first + (start + n) % count);
             if let Some(lease) = Lease::create(dir, address)? {
-                let _ =
-                    last.set_len(0).and_then(|()| last.rewind()).and_then(|()| writeln!(last, "{address}"));
+                let _ = fs::write(&last, format!("{address}\n"));
                 return Ok(lease);
             }
         }
@@ -630,12 +629,13 @@ impl Drop for Lease {
 }
 // ANCHOR_END: lease
 
-/// Locks a bridge's lease directory (flock on its file `last`, which holds the address handed
-/// out last). The lock goes with the process, however it ends.
-fn lock(dir: &Path) -> Result<Flock<File>> {
-    let path = dir.join("last");
+/// Takes the lock (flock on `/run/workshop/net/lock`) under which bridges are set up and
+/// addresses handed out. It goes with the process, however that ends.
+fn lock() -> Result<Flock<File>> {
+    let root = leases_root();
+    fs::create_dir_all(&root).context(format!("creating {}", root.display()))?;
+    let path = root.join("lock");
     let file = OpenOptions::new()
-        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
@@ -667,10 +667,9 @@ fn reclaim_stale_in(dir: &Path) -> Vec<PathBuf> {
 pub fn reclaim_stale_leases() -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(bridges) = fs::read_dir(leases_root()) else { return removed };
+    let Ok(_lock) = lock() else { return removed };
     for bridge in bridges.flatten().filter(|entry| entry.path().is_dir()) {
-        if let Ok(_lock) = lock(&bridge.path()) {
-            removed.extend(reclaim_stale_in(&bridge.path()));
-        }
+        removed.extend(reclaim_stale_in(&bridge.path()));
     }
     removed
 }
