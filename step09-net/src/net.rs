@@ -259,11 +259,6 @@ impl Network {
     }
     // ANCHOR_END: prepare
 
-    /// The container's address, if it has one.
-    pub fn address(&self) -> Option<Ipv4Addr> {
-        self.bridged.as_ref().map(|bridged| bridged.lease.address)
-    }
-
     // ANCHOR: attach
     /// In the parent, while the child waits: cables the container's network namespace to the
     /// bridge and configures it, from outside, through a netlink socket opened in it.
