@@ -175,7 +175,28 @@ pub fn sigkill_to_runtime_kills_the_container(bin: &Path) {
     let container = child_running(runtime.pid(), "sleep");
     runtime.kill().unwrap();
     runtime.wait().unwrap();
+    // The kernel sends the parent-death signal while the runtime exits, before the runtime can
+    // be reaped: by now the container is dying or dead. Asking only whether it dies "eventually"
+    // would let a later runtime's reclaim of stale cgroups kill it, and hide a missing signal.
+    assert!(
+        dying_or_dead(container),
+        "the container outlived its runtime: no SIGKILL is pending for it (PR_SET_PDEATHSIG lost?)"
+    );
     eventually("the container to die with its runtime", || (!alive(container)).then_some(()));
+}
+
+/// Whether `pid` is gone, a zombie, or has SIGKILL pending (bit 9 of SigPnd or ShdPnd).
+fn dying_or_dead(pid: nix::unistd::Pid) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    let field = |name: &str| status.lines().find_map(|line| line.strip_prefix(name)).map(str::trim);
+    let sigkill_pending = ["SigPnd:", "ShdPnd:"].iter().any(|name| {
+        field(name)
+            .and_then(|mask| u64::from_str_radix(mask, 16).ok())
+            .is_some_and(|mask| mask & (1 << 8) != 0)
+    });
+    sigkill_pending || field("State:").is_some_and(|state| state.starts_with('Z') || state.starts_with('X'))
 }
 
 pub fn not_root_is_one_clear_line(bin: &Path) {
