@@ -55,6 +55,14 @@ pub fn default_rootfs() -> Result<Rootfs> {
 /// Makes sure `dest` holds a rootfs, building it from `source` when it does not exist yet.
 /// Returns whether this call built it.
 pub fn ensure(dest: &Path, source: Source) -> Result<bool> {
+    build_once(dest, |building| build(building, source))
+}
+
+/// Makes sure the directory `dest` exists, calling `build` to make it when it does not: under a
+/// lock (`.NAME.lock` beside it), in `.NAME.building`, renamed to `dest` once complete, so that
+/// runtimes starting at once build it once and none sees it half-built. A build left half-done
+/// by a killed builder is removed by the next one. Returns whether this call built it.
+pub fn build_once(dest: &Path, build: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
     if dest.is_dir() {
         return Ok(false);
     }
@@ -71,10 +79,10 @@ pub fn ensure(dest: &Path, source: Source) -> Result<bool> {
     }
     let building = parent.join(format!(".{}.building", name.to_string_lossy()));
     if building.exists() {
-        fs::remove_dir_all(&building).context("removing a half-built rootfs")?;
+        fs::remove_dir_all(&building).context(format!("removing a half-built {}", building.display()))?;
     }
-    let built =
-        build(&building, source).and_then(|()| fs::rename(&building, dest).context("renaming the rootfs"));
+    let built = build(&building)
+        .and_then(|()| fs::rename(&building, dest).context(format!("renaming it to {}", dest.display())));
     if built.is_err() {
         let _ = fs::remove_dir_all(&building);
     }

@@ -1,0 +1,308 @@
+//! Step 10's new idea: the container's root is an **overlay**: an image's read-only layers with a
+//! writable layer of the container's own on top.
+//!
+//! Until now every container ran on the same directory, so what one wrote the next one saw, and
+//! the image itself changed. An overlay filesystem merges directories, *layers*, into one view:
+//! a file is read from the topmost layer that has it; every change goes to the one writable
+//! layer on top (a changed file is first copied up whole; a deleted one is hidden by a
+//! *whiteout*, a character device 0/0). The read-only layers are never written, so any number of
+//! containers can share them, and throwing a container's writable layer away undoes all it did.
+//!
+//! ```text
+//! mount -t overlay overlay -o lowerdir=INIT:TOP:…:BASE,upperdir=UPPER,workdir=WORK ROOTFS
+//! ```
+//!
+//! The stack, from the top: the container's writable layer (`upperdir`, with `workdir`, overlay's
+//! scratch space, on the same filesystem); the *init layer*, the runtime's mount points for this
+//! container; the image's layers, top first (the `layers` file lists them base first).
+//!
+//! Root in the container is uid 100000 on the host (step 08), and the image belongs to the
+//! host's root: seen from inside, to `nobody`. So each read-only layer is handed to overlay as
+//! an **idmapped mount**: a mount of the layer that shows its files' owners shifted by the
+//! container's uid and gid maps, so that host root's files are root's in the container, while
+//! not one file on disk changes. (The other way is a chown'd copy of the image per map; the
+//! chapter compares them.)
+//!
+//! Who mounts what:
+//! - the runtime (host root), before the container is cloned: the idmapped mounts, made with
+//!   `open_tree(OPEN_TREE_CLONE)` and `mount_setattr(MOUNT_ATTR_IDMAP)` as *detached* mounts,
+//!   attached nowhere: file descriptors, which the child inherits and which vanish with them;
+//! - the container, in its own mount namespace: it attaches them (`move_mount`) and mounts the
+//!   overlay there, as root of its user namespace (an unprivileged overlay mount, Linux 5.11 and
+//!   later). Every mount of the stack is in the container's mount namespace and dies with it, on
+//!   every path, SIGKILL included: nothing reaches the host's mount table.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, chown};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, fork, pipe2, read, write};
+use step01_clone::error::{Context, Error, Result};
+use step06_rootfs::rootfs::{Rootfs, mount_fs};
+use step06_rootfs::state::StateDir;
+use step08_userns::userns::{IdMap, write_id_maps};
+
+use crate::image::Image;
+
+/// The init layer: the mount points the runtime needs in every container, `true` for a
+/// directory. They are made in a layer of their own so that neither the image nor the
+/// container's writable layer gets them (the files are bind-mounted over from the state
+/// directory, as in step 06).
+pub const INIT_LAYER: [(&str, bool); 9] = [
+    ("proc", true),
+    ("sys", true),
+    ("dev", true),
+    ("tmp", true),
+    ("run", true),
+    ("etc", true),
+    ("etc/hostname", false),
+    ("etc/hosts", false),
+    ("etc/resolv.conf", false),
+];
+
+/// A container's overlay, as the runtime prepares it: everything in `<state dir>/overlay`,
+///
+/// ```text
+/// init/       the init layer
+/// layers/N    where the container attaches read-only layer N (0: init, then the image's, top first)
+/// upper/      the writable layer, owned by the container's root
+/// work/       overlay's work directory (same filesystem as upper/)
+/// rootfs/     where the container mounts the overlay
+/// ```
+#[derive(Debug)]
+pub struct Overlay {
+    dir: PathBuf,
+    /// The read-only layers, idmapped, as mounts attached nowhere yet; top first.
+    layers: Vec<OwnedFd>,
+}
+
+impl Overlay {
+    // ANCHOR: prepare
+    /// In the runtime, before clone: makes the writable layer and the init layer in the state
+    /// directory and an idmapped mount of each read-only layer, for a container whose ids are
+    /// mapped by `uid_map` and `gid_map`.
+    pub fn prepare(image: &Image, state: &StateDir, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<Overlay> {
+        let (uid, gid) = (root_outside(uid_map)?, root_outside(gid_map)?);
+        let dir = state.path().join("overlay");
+        // Only host root and the container's root may look in: the writable layer holds what
+        // the container made, setuid programs of its root included.
+        make_dir(&dir, 0o710, (0, gid))?;
+        make_dir(&dir.join("upper"), 0o755, (uid, gid))?;
+        make_dir(&dir.join("work"), 0o755, (uid, gid))?;
+        for sub in ["rootfs", "layers", "init"] {
+            make_dir(&dir.join(sub), 0o755, (0, 0))?;
+        }
+        make_init_layer(&dir.join("init"), image)?;
+
+        let userns = user_namespace_with(uid_map, gid_map)?;
+        let read_only = std::iter::once(dir.join("init")).chain(image.layers().iter().rev().cloned());
+        let mut layers = Vec::new();
+        for (i, layer) in read_only.enumerate() {
+            make_dir(&dir.join("layers").join(i.to_string()), 0o755, (0, 0))?;
+            layers.push(idmapped_mount(&layer, &userns)?);
+        }
+        Ok(Overlay { dir, layers })
+    }
+    // ANCHOR_END: prepare
+
+    // ANCHOR: mount
+    /// In the container, in its own mount namespace (made private): attaches the read-only
+    /// layers and mounts the overlay of them and the writable layer; returns the merged view,
+    /// to make `/` as in step 06. The `userxattr` option: overlay keeps its own notes (opaque
+    /// directories) in `user.overlay.*` attributes, since a user namespace may not write the
+    /// `trusted.*` ones it uses by default.
+    pub fn mount(&self) -> Result<Rootfs> {
+        let mut lower = Vec::new();
+        for (i, tree) in self.layers.iter().enumerate() {
+            let target = self.dir.join("layers").join(i.to_string());
+            move_mount(tree, &target)?;
+            lower.push(target.display().to_string());
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={},userxattr",
+            lower.join(":"),
+            self.dir.join("upper").display(),
+            self.dir.join("work").display()
+        );
+        let rootfs = self.dir.join("rootfs");
+        mount_fs("overlay", &rootfs, MsFlags::empty(), &options)?;
+        Rootfs::open(&rootfs)
+    }
+    // ANCHOR_END: mount
+
+    /// After the container ended (its mounts are gone with it): moves the overlay's directory
+    /// out of the state directory, which is about to be removed, to `<state dir>.kept`, which no
+    /// runtime reclaims; returns where the writable layer now is.
+    pub fn keep(&self) -> Result<PathBuf> {
+        let kept = PathBuf::from(format!("{}.kept", self.dir.parent().unwrap_or(&self.dir).display()));
+        fs::rename(&self.dir, &kept).context(format!("moving the writable layer to {}", kept.display()))?;
+        Ok(kept.join("upper"))
+    }
+}
+
+/// The host id that id 0 inside is mapped to (the maps were checked: there is one).
+fn root_outside(map: &[IdMap]) -> Result<u32> {
+    map.iter()
+        .find(|line| line.inside == 0)
+        .map(|line| line.outside)
+        .ok_or_else(|| Error::new("the id maps must map id 0 inside"))
+}
+
+fn make_dir(dir: &Path, mode: u32, (uid, gid): (u32, u32)) -> Result<()> {
+    fs::create_dir(dir).context(format!("creating {}", dir.display()))?;
+    chown(dir, Some(uid), Some(gid)).context(format!("chown {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).context(format!("chmod {}", dir.display()))
+}
+
+// ANCHOR: init_layer
+/// Fills the init layer with [`INIT_LAYER`]'s mount points, except where one would hide more of
+/// the image than the mount point itself: a directory on the way that is something else in the
+/// image (a symbolic link, say) is left to the image, and the container's setup refuses it as
+/// step 06 does. A file of the image where a file goes (`/etc/resolv.conf` as a link, often) is
+/// hidden: the runtime's file is bind-mounted there anyway.
+fn make_init_layer(init: &Path, image: &Image) -> Result<()> {
+    'entries: for (path, directory) in INIT_LAYER {
+        let parts: Vec<&str> = path.split('/').collect();
+        for end in 1..=parts.len() {
+            let last = end == parts.len();
+            match image_entry(image, &parts[..end].join("/")) {
+                None => break, // not in the image: nothing below it either
+                Some(kind) if kind.is_dir() && (directory || !last) => {}
+                Some(kind) if !kind.is_dir() && last && !directory => {}
+                Some(_) => continue 'entries,
+            }
+        }
+        let target = init.join(path);
+        let made = if directory { fs::create_dir(&target) } else { fs::write(&target, "") };
+        made.context(format!("creating {} in the init layer", target.display()))?;
+    }
+    Ok(())
+}
+
+/// What the image shows at `path` (relative to its root): the entry of the topmost layer that
+/// has one, or nothing when that is a whiteout or no layer has one.
+fn image_entry(image: &Image, path: &str) -> Option<fs::FileType> {
+    for layer in image.layers().iter().rev() {
+        if let Ok(meta) = fs::symlink_metadata(layer.join(path)) {
+            let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
+            return (!whiteout).then(|| meta.file_type());
+        }
+    }
+    None
+}
+// ANCHOR_END: init_layer
+
+// ANCHOR: user_namespace_with
+/// A user namespace with the container's maps, to give `mount_setattr`: an idmapped mount takes
+/// its map from one. The container's own does not exist before clone, so a helper process makes
+/// one (`unshare`), the runtime writes the maps into it as it does the container's, and keeps a
+/// descriptor of the namespace, which outlives the helper.
+fn user_namespace_with(uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<OwnedFd> {
+    let (ready, ready_sender) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+    let (done, done_sender) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
+    // SAFETY: the runtime has one thread; the child only makes system calls, then _exit.
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Child => {
+            drop(done_sender);
+            let made = unshare(CloneFlags::CLONE_NEWUSER).is_ok();
+            let _ = write(&ready_sender, if made { b"y" } else { b"n" });
+            // Wait until the runtime is done with us: it closes its end (or dies).
+            let _ = read(&done, &mut [0u8]);
+            // SAFETY: ends the helper without running anything of the runtime's.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_sender);
+            let mut answer = [0u8];
+            let userns = if read(&ready, &mut answer) == Ok(1) && answer == *b"y" {
+                write_id_maps(child, uid_map, gid_map).and_then(|()| {
+                    let ns = format!("/proc/{child}/ns/user");
+                    fs::File::open(&ns).map(OwnedFd::from).context(format!("opening {ns}"))
+                })
+            } else {
+                Err(Error::new("a helper process could not make a user namespace for the idmapped layers"))
+            };
+            drop(done_sender);
+            while waitpid(child, None) == Err(Errno::EINTR) {}
+            userns
+        }
+    }
+}
+// ANCHOR_END: user_namespace_with
+
+// ANCHOR: idmapped_mount
+/// A read-only mount of `layer` whose files' owners are shifted by the maps of `userns`
+/// (host uid 0 shows as 100000 with the default map, which is root in the container), attached
+/// nowhere: a file descriptor. Nothing on disk changes.
+fn idmapped_mount(layer: &Path, userns: &OwnedFd) -> Result<OwnedFd> {
+    let path = CString::new(layer.as_os_str().as_bytes())
+        .map_err(|_| Error::new(format!("{}: a path with a NUL byte", layer.display())))?;
+    // SAFETY: open_tree(2) with a NUL-terminated path; it returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+        )
+    };
+    let fd = Errno::result(fd).context(format!("open_tree {}", layer.display()))?;
+    // SAFETY: the descriptor open_tree just returned, owned by nothing else.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr(2) on the tree itself (empty path, AT_EMPTY_PATH), with a
+    // mount_attr that lives through the call and whose size is passed along.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &raw const attr,
+            size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(set).map_err(|errno| {
+        let hint = match errno {
+            Errno::EINVAL => {
+                " (its filesystem cannot be idmapped: ext4, xfs, btrfs and, from Linux 6.3, tmpfs can)"
+            }
+            Errno::ENOSYS => " (idmapped mounts need Linux 5.12 or later)",
+            _ => "",
+        };
+        Error::new(format!("idmapping layer {}: {errno}{hint}", layer.display()))
+    })?;
+    Ok(tree)
+}
+// ANCHOR_END: idmapped_mount
+
+/// Attaches the detached mount `tree` at `target` (move_mount(2)).
+fn move_mount(tree: &OwnedFd, target: &Path) -> Result<()> {
+    let c_target = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| Error::new(format!("{}: a path with a NUL byte", target.display())))?;
+    // SAFETY: move_mount(2) from the descriptor itself (empty path) to a NUL-terminated path.
+    let moved = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c_target.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(moved).map(drop).context(format!("attaching a layer at {}", target.display()))
+}
