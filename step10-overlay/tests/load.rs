@@ -1,28 +1,29 @@
-//! Many containers: at once, each with a cgroup of its own, and in a soak with every kind of
-//! ending; nothing may be left behind.
+//! Many containers: at once, each with a cgroup and a writable layer of its own, and in a soak
+//! with every kind of ending; nothing may be left behind. (The last step carries these: its
+//! runtime does everything the others do.)
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use workshop_testkit::{require_root, step_binary};
+use workshop_testkit::{named_after, require_root, step_binary};
+
+/// Run in each container: print its cgroup, then check that no other container's write shows
+/// in its root and that its own write stays its own while the others write too.
+const SCRIPT: &str = r#"grep -E ':memory:|^0::' /proc/self/cgroup
+mark=$(cat /proc/sys/kernel/random/uuid)
+test -e /root/mark && echo "shared layer: $(cat /root/mark)"
+echo "$mark" > /root/mark
+sleep 1
+test "$(cat /root/mark)" = "$mark" && echo own-layer"#;
 
 #[test]
-fn twenty_containers_at_once_each_get_their_own_cgroup_and_leave_nothing() {
+fn twenty_containers_at_once_each_get_their_own_cgroup_and_layer_and_leave_nothing() {
     require_root();
     let runtimes: Vec<_> = (0..20)
         .map(|_| {
             Command::new(step_binary!())
-                .args([
-                    "--memory",
-                    "64m",
-                    "--pids",
-                    "50",
-                    "--",
-                    "sh",
-                    "-c",
-                    "grep memory /proc/self/cgroup; sleep 1",
-                ])
+                .args(["--memory", "64m", "--pids", "50", "--", "sh", "-c", SCRIPT])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -37,20 +38,18 @@ fn twenty_containers_at_once_each_get_their_own_cgroup_and_leave_nothing() {
         let out = runtime.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("own-layer") && !stdout.contains("shared layer"), "{stdout}");
         let cgroup = stdout.lines().find(|l| l.contains("workshop/")).unwrap_or_default().to_owned();
         assert!(!cgroup.is_empty(), "not in a workshop cgroup: {stdout}");
         cgroups.insert(cgroup);
     }
     assert_eq!(cgroups.len(), 20, "two containers shared a cgroup: {cgroups:?}");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     for pid in pids {
-        let name = format!("step07-cgroup-{pid}");
-        for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"] {
-            assert!(
-                !Path::new(root).join("workshop").join(&name).exists(),
-                "{root}/workshop/{name} was left"
-            );
-        }
-        assert!(!Path::new("/run/workshop").join(&name).exists(), "/run/workshop/{name} was left");
+        let left = named_after(pid);
+        assert!(left.is_empty(), "runtime {pid} left {left:?}");
+        let state = format!("/run/workshop/step10-overlay-{pid}/");
+        assert!(!mountinfo.contains(&state), "a mount of {state} is left on the host");
     }
 }
 
