@@ -116,9 +116,11 @@ impl Overlay {
     // ANCHOR: mount
     /// In the container, in its own mount namespace (made private): attaches the read-only
     /// layers and mounts the overlay of them and the writable layer; returns the merged view,
-    /// to make `/` as in step 06. The `userxattr` option: overlay keeps its own notes (opaque
-    /// directories) in `user.overlay.*` attributes, since a user namespace may not write the
-    /// `trusted.*` ones it uses by default.
+    /// to make `/` as in step 06. Two options: `userxattr`, because overlay keeps its notes
+    /// (opaque directories) in `trusted.overlay.*` attributes by default, which a user namespace
+    /// may neither read nor write, and `user.overlay.*` instead; `volatile`, because the writable
+    /// layer is thrown away at exit: overlay need not flush it to disk when it is unmounted (2 ms
+    /// of the 10 a container took here).
     pub fn mount(&self) -> Result<Rootfs> {
         let mut lower = Vec::new();
         for (i, tree) in self.layers.iter().enumerate() {
@@ -127,7 +129,7 @@ impl Overlay {
             lower.push(target.display().to_string());
         }
         let options = format!(
-            "lowerdir={},upperdir={},workdir={},userxattr",
+            "lowerdir={},upperdir={},workdir={},userxattr,volatile",
             lower.join(":"),
             self.dir.join("upper").display(),
             self.dir.join("work").display()
