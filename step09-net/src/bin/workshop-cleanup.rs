@@ -1,6 +1,7 @@
-//! Removes what runtimes killed with SIGKILL left on the host: their state directories, cgroups
-//! and address leases. Never touches what a running runtime still uses. (Every runtime also
-//! does this when it starts; this is for looking at a machine without starting a container.)
+//! Removes what runtimes killed with SIGKILL left on the host: their state directories (with,
+//! from step 10 on, the container's writable layer in them), cgroups and address leases. Never
+//! touches what a running runtime still uses. (Every runtime also does this when it starts; this
+//! is for looking at a machine without starting a container.)
 //!
 //! `scripts/cleanup` runs it.
 
