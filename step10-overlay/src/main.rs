@@ -18,12 +18,13 @@ use step06_rootfs::state::StateDir;
 use step07_cgroup::cgroup::{Cgroup, Cpus, Limits, Memory, Pids};
 use step08_userns::console::Console;
 use step08_userns::userns::{self, DEFAULT_MAP, IdMap};
+use step09_net::net::{self, NetArgs, Network};
 use step10_overlay::image::{Image, default_image};
 use step10_overlay::overlay::Overlay;
 
 /// Run a command as PID 1 of a container with its own hostname, IPC objects, PIDs, mounts and
 /// root filesystem, within limits on CPU, memory and processes, as root inside who is nobody
-/// outside, on an image's layers under a writable layer of its own.
+/// outside, with a network of its own, on an image's layers under a writable layer of its own.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -59,6 +60,8 @@ struct Args {
     #[arg(long)]
     init: bool,
     #[command(flatten)]
+    net: NetArgs,
+    #[command(flatten)]
     command: cli::CommandArgs,
 }
 
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         state.write_etc_files(&args.hostname)?;
         let limits = Limits { cpus: args.cpus, memory: args.memory, pids: args.pids };
         let cgroup = Cgroup::create(&limits)?;
+        let network = Network::prepare(&args.net)?;
         let overlay = Overlay::prepare(&image, &state, &args.uid_map, &args.gid_map)?;
         let mut console = Console::open()?;
 
@@ -85,7 +89,8 @@ fn main() -> ExitCode {
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWNS;
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWNET;
         let mut container = clone::spawn_sharing(console.user_terminal(), flags, || {
             console.attach()?;
             println!("Container [{:5}] - inside the container!", getpid());
@@ -93,7 +98,7 @@ fn main() -> ExitCode {
             uts::set_hostname(&args.hostname)?;
             mount::make_private()?;
             let rootfs = overlay.mount()?;
-            userns::mount_kernel_filesystems(&rootfs)?;
+            net::mount_kernel_filesystems(&rootfs)?;
             console.bind_to_dev_console(&rootfs)?;
             rootfs::bind_etc_files(&rootfs, state.path())?;
             rootfs::mount_volumes(&rootfs, &args.volumes)?;
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
         })?;
         cgroup.add(container.pid())?;
         userns::write_id_maps(container.pid(), &args.uid_map, &args.gid_map)?;
+        network.attach(container.pid())?;
         container.start()?;
         console.relay()?;
         let code = container.wait()?;

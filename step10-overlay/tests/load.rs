@@ -1,4 +1,4 @@
-//! Many containers: at once, each with a cgroup and a writable layer of its own, and in a soak
+//! Many containers: at once, each with a cgroup, an address and a writable layer of its own, and in a soak
 //! with every kind of ending; nothing may be left behind. (The last step carries these: its
 //! runtime does everything the others do.)
 
@@ -8,9 +8,10 @@ use std::process::{Command, Stdio};
 
 use workshop_testkit::{named_after, require_root, step_binary};
 
-/// Run in each container: print its cgroup, then check that no other container's write shows
+/// Run in each container: print its cgroup and address, then check that no other container's write shows
 /// in its root and that its own write stays its own while the others write too.
 const SCRIPT: &str = r#"grep -E ':memory:|^0::' /proc/self/cgroup
+ip -4 -o addr show eth0 | awk '{ print "address " $4 }'
 mark=$(cat /proc/sys/kernel/random/uuid)
 test -e /root/mark && echo "shared layer: $(cat /root/mark)"
 echo "$mark" > /root/mark
@@ -18,7 +19,7 @@ sleep 1
 test "$(cat /root/mark)" = "$mark" && echo own-layer"#;
 
 #[test]
-fn twenty_containers_at_once_each_get_their_own_cgroup_and_layer_and_leave_nothing() {
+fn twenty_containers_at_once_each_get_their_own_cgroup_address_and_layer_and_leave_nothing() {
     require_root();
     let runtimes: Vec<_> = (0..20)
         .map(|_| {
@@ -32,6 +33,7 @@ fn twenty_containers_at_once_each_get_their_own_cgroup_and_layer_and_leave_nothi
         })
         .collect();
     let mut cgroups = HashSet::new();
+    let mut addresses = HashSet::new();
     let mut pids = Vec::new();
     for runtime in runtimes {
         pids.push(runtime.id());
@@ -42,8 +44,12 @@ fn twenty_containers_at_once_each_get_their_own_cgroup_and_layer_and_leave_nothi
         let cgroup = stdout.lines().find(|l| l.contains("workshop/")).unwrap_or_default().to_owned();
         assert!(!cgroup.is_empty(), "not in a workshop cgroup: {stdout}");
         cgroups.insert(cgroup);
+        let address = stdout.lines().find_map(|l| l.strip_prefix("address ")).unwrap_or_default();
+        assert!(address.starts_with("10.213.0."), "no address on eth0: {stdout}");
+        addresses.insert(address.to_owned());
     }
     assert_eq!(cgroups.len(), 20, "two containers shared a cgroup: {cgroups:?}");
+    assert_eq!(addresses.len(), 20, "two containers shared an address: {addresses:?}");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     for pid in pids {
         let left = named_after(pid);
