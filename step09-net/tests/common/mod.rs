@@ -35,9 +35,11 @@ pub fn address_in(shell: &mut Shell, subnet: (Ipv4Addr, u8)) -> Ipv4Addr {
         .unwrap_or_else(|| panic!("no address in {}/{} inside, only {addresses:?}", subnet.0, subnet.1))
 }
 
-/// Whether one `ping` from inside the container reaches `address`.
+/// Whether a `ping` from inside the container reaches `address`: one answer is enough, and
+/// `ping` keeps asking, once a second, for up to 10 s (a first request can be lost while the
+/// neighbour's address is being resolved on a loaded machine).
 pub fn pings(shell: &mut Shell, address: Ipv4Addr) -> bool {
-    let out = shell.run(&format!("ping -c1 -W2 {address} >/dev/null 2>&1; echo status=$?"));
+    let out = shell.run(&format!("ping -c1 -w10 {address} >/dev/null 2>&1; echo status=$?"));
     out.ends_with("status=0")
 }
 
