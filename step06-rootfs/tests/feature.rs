@@ -121,13 +121,17 @@ fn chroot_can_be_escaped_but_pivot_root_cannot() {
     let marker = tools.path().join("on-the-host");
     fs::write(&marker, "").unwrap();
 
-    // The seeds' way, for comparison: chroot into the rootfs (in a throwaway mount namespace,
-    // with a tmpfs on its /tmp so the image is not written to). The escape works.
-    let script =
-        r#"mount -t tmpfs tmpfs "$1/tmp" && cp "$2/escape" "$1/tmp/" && exec chroot "$1" /tmp/escape "$3""#;
+    // The seeds' way, for comparison: chroot into a rootfs like the default one, built for the
+    // test (the binary under test may not build one: step 10 runs images), in a throwaway mount
+    // namespace, with a tmpfs on its /tmp. The escape works.
+    let rootfs = TempDir::new("escape-rootfs");
+    let built = run_command(Command::new(env!("CARGO_BIN_EXE_mkrootfs")).arg(rootfs.path()));
+    assert_eq!(built.code, 0, "mkrootfs: {built:?}");
+    let script = r#"mkdir -p "$1/tmp" && mount -t tmpfs tmpfs "$1/tmp" && cp "$2/escape" "$1/tmp/" && exec chroot "$1" /tmp/escape "$3""#;
     let chrooted = run_command(
         Command::new("unshare")
-            .args(["--mount", "--fork", "--", "sh", "-c", script, "sh", "/var/lib/workshop/rootfs"])
+            .args(["--mount", "--fork", "--", "sh", "-c", script, "sh"])
+            .arg(rootfs.path())
             .arg(tools.path())
             .arg(&marker),
     );
