@@ -2,7 +2,7 @@
 //!
 //! Namespaces decide what a process can *see*; a cgroup decides how much it can *use*. A cgroup
 //! is a directory in a special filesystem: `mkdir` makes one, writing a pid into its
-//! `cgroup.procs` moves that process (and its future children) into it, its files set limits
+//! `cgroup.procs` moves that process (and its future children) into it (`0` means the writer), its files set limits
 //! and report usage, and `rmdir` removes it once no process is left.
 //!
 //! Two versions of that filesystem are in use, with different file names:
@@ -324,17 +324,26 @@ impl Cgroup {
     }
     // ANCHOR_END: set_limits
 
-    // ANCHOR: add
-    /// Moves the process `pid` (the container, before it execs anything) into the cgroup; the
-    /// processes it starts later are born in it.
-    pub fn add(&self, pid: Pid) -> Result<()> {
+    // ANCHOR: join
+    /// Moves the calling process into the cgroup. The container's first process calls it first
+    /// thing, while it is still host root and before it execs, so that everything the container
+    /// runs is born in the cgroup. It writes `0`, "myself": on v1 into the per-thread file
+    /// `tasks`, which lets the kernel move the calling thread without the global lock that
+    /// moving another process takes (and that lock can wait for an RCU grace period, ~10 ms
+    /// here: see the benchmark appendix). v2 has no per-thread file for a cgroup that is not
+    /// threaded, so there it is `cgroup.procs`, and the lock.
+    pub fn join(&self) -> Result<()> {
+        let file = match self.layout {
+            Layout::V2 { .. } => "cgroup.procs",
+            Layout::V1 { .. } => "tasks",
+        };
         for dir in &self.dirs {
-            let procs = dir.join("cgroup.procs");
-            fs::write(&procs, pid.to_string()).context(format!("writing {pid} to {}", procs.display()))?;
+            let path = dir.join(file);
+            fs::write(&path, "0").context(format!("joining the cgroup: writing 0 to {}", path.display()))?;
         }
         Ok(())
     }
-    // ANCHOR_END: add
+    // ANCHOR_END: join
 
     /// The cgroup's directories (one on v2, one per hierarchy on v1).
     pub fn dirs(&self) -> &[PathBuf] {

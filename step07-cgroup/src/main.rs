@@ -66,6 +66,7 @@ fn main() -> ExitCode {
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNS;
         let mut container = clone::spawn(flags, || {
+            cgroup.join()?;
             println!("Container [{:5}] - inside the container!", getpid());
             uts::set_hostname(&args.hostname)?;
             mount::make_private()?;
@@ -80,7 +81,6 @@ fn main() -> ExitCode {
                 exec::exec(&args.command.argv())
             }
         })?;
-        cgroup.add(container.pid())?;
         container.start()?;
         let code = container.wait()?;
         println!("Parent - container stopped!");

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNS;
         let mut container = clone::spawn_sharing(console.user_terminal(), flags, || {
+            cgroup.join()?;
             console.attach()?;
             println!("Container [{:5}] - inside the container!", getpid());
             userns::become_root()?;
@@ -99,7 +100,6 @@ fn main() -> ExitCode {
                 exec::exec(&args.command.argv())
             }
         })?;
-        cgroup.add(container.pid())?;
         userns::write_id_maps(container.pid(), &args.uid_map, &args.gid_map)?;
         container.start()?;
         console.relay()?;

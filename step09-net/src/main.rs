@@ -87,6 +87,7 @@ fn main() -> ExitCode {
             | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWNET;
         let mut container = clone::spawn_sharing(console.user_terminal(), flags, || {
+            cgroup.join()?;
             console.attach()?;
             println!("Container [{:5}] - inside the container!", getpid());
             userns::become_root()?;
@@ -104,7 +105,6 @@ fn main() -> ExitCode {
                 exec::exec(&args.command.argv())
             }
         })?;
-        cgroup.add(container.pid())?;
         userns::write_id_maps(container.pid(), &args.uid_map, &args.gid_map)?;
         network.attach(container.pid())?;
         container.start()?;
