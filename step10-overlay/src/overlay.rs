@@ -90,6 +90,7 @@ impl Overlay {
     /// directory and an idmapped mount of each read-only layer, for a container whose ids are
     /// mapped by `uid_map` and `gid_map`.
     pub fn prepare(image: &Image, state: &StateDir, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<Overlay> {
+        require_overlay()?;
         let (uid, gid) = (root_outside(uid_map)?, root_outside(gid_map)?);
         let dir = state.path().join("overlay");
         // Only host root and the container's root may look in: the writable layer holds what
@@ -307,4 +308,26 @@ fn move_mount(tree: &OwnedFd, target: &Path) -> Result<()> {
         )
     };
     Errno::result(moved).map(drop).context(format!("attaching a layer at {}", target.display()))
+}
+
+/// Fails with the setting to change when the kernel has no overlay filesystem. `fsopen(2)` asks
+/// the kernel for a filesystem type by name, loading its module when it is one (as a mount
+/// would), and answers `ENODEV` when there is none. Before Linux 5.2 (no `fsopen`), the mount
+/// itself will fail.
+fn require_overlay() -> Result<()> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: a NUL-terminated name and a flag; the descriptor returned is ours to close.
+    let fd = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
+    if fd >= 0 {
+        // SAFETY: the descriptor fsopen just gave us, used nowhere else.
+        drop(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        return Ok(());
+    }
+    match Errno::last() {
+        Errno::ENODEV => Err(Error::new(
+            "this kernel has no overlay filesystem, which step 10 needs: load it with `modprobe overlay` \
+             (kernel option CONFIG_OVERLAY_FS)",
+        )),
+        _ => Ok(()),
+    }
 }
