@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{BRIDGE, SUBNET, address_in, host_end, lease};
 use nix::sys::signal::{Signal, kill};
@@ -45,19 +45,8 @@ fn nothing_is_left_when_setup_fails_after_the_network_was_attached() {
     fs::create_dir(&source).unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
     let spec = format!("{}:/data", source.display());
-    let child = Command::new(step_binary!())
-        .args(["-v", &spec, "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let runtime = child.id();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("inside"), "the error names the volume: {stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("inside the container"), "setup did start");
+    let runtime =
+        workshop_testkit::fails_inside(Command::new(step_binary!()).args(["-v", &spec, "true"]), "inside");
     assert!(workshop_testkit::leases_of(runtime).is_empty(), "a lease is left");
     assert_veth_goes(runtime);
 }

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use nix::sys::signal::{Signal, kill};
 use workshop_testkit::{Shell, alive, child_running, eventually, named_after, run, step_binary};
@@ -51,19 +51,10 @@ fn nothing_stays_when_setup_fails_after_the_overlay_was_mounted() {
     workshop_testkit::require_root();
     // /proc/sys is read-only: the volume's mount point cannot be made, in the container, after
     // it mounted the overlay.
-    let child = Command::new(step_binary!())
-        .args(["-v", "/tmp:/proc/sys/workshop-volume", "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let runtime = child.id();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("workshop-volume"), "the error names the volume: {stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("inside the container"), "setup did start");
+    let runtime = workshop_testkit::fails_inside(
+        Command::new(step_binary!()).args(["-v", "/tmp:/proc/sys/workshop-volume", "true"]),
+        "workshop-volume",
+    );
     assert_nothing_left(runtime);
 }
 

@@ -71,6 +71,27 @@ pub fn run_command(command: &mut Command) -> Output {
     }
 }
 
+/// Runs a command whose setup fails inside the container, after the runtime made what it makes
+/// (the container printed its banner): asserts a non-zero exit and an error that mentions
+/// `mentions`. Returns the runtime's pid, for the caller to check that nothing named after it
+/// is left.
+pub fn fails_inside(command: &mut Command, mentions: &str) -> u32 {
+    require_root();
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary under test can be started");
+    let runtime = child.id();
+    let out = child.wait_with_output().expect("waiting for the runtime");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(mentions), "the error names {mentions}: {stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("inside the container"), "setup did start");
+    runtime
+}
+
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
