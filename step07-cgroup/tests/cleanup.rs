@@ -78,6 +78,8 @@ fn the_cgroup_goes_when_the_runtime_gets_sigterm() {
     );
     let runtime_pid = Pid::from_raw(runtime.id() as i32);
     let first = child_running(runtime_pid, "step07-cgroup"); // the init, which runs `sleep`
+    // Once `sleep` runs, the init has joined the cgroup (it does so before anything else).
+    child_running(first, "sleep");
     let dirs = cgroups_of(first);
     kill(runtime_pid, Signal::SIGTERM).unwrap();
     let status = runtime.wait().unwrap();
