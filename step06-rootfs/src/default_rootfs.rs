@@ -17,9 +17,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nix::fcntl::{Flock, FlockArg};
-
 use crate::rootfs::Rootfs;
+use crate::state;
 use step01_clone::error::{Context, Error, Result};
 
 /// Where the default rootfs lives.
@@ -71,9 +70,7 @@ pub fn build_once(dest: &Path, build: impl FnOnce(&Path) -> Result<()>) -> Resul
         dest.file_name().ok_or_else(|| Error::new(format!("{} is not a directory name", dest.display())))?;
     fs::create_dir_all(parent).context(format!("creating {}", parent.display()))?;
     let lock_path = parent.join(format!(".{}.lock", name.to_string_lossy()));
-    let lock_file = fs::File::create(&lock_path).context(format!("creating {}", lock_path.display()))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| Error::new(format!("locking {}: {errno}", lock_path.display())))?;
+    let _lock = state::lock(&lock_path)?;
     if dest.is_dir() {
         return Ok(false); // another runtime built it while we waited
     }

@@ -3,10 +3,13 @@
 //! the runtime is done with it, on every path ([`Drop`]); a runtime killed by SIGKILL cannot
 //! clean up, so each new one first removes the directories of runtimes that no longer run.
 
-use std::fs;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use step01_clone::error::{Context, Result, program_name};
+use nix::fcntl::{Flock, FlockArg};
+
+use step01_clone::error::{Context, Error, Result, program_name};
 use step02_uts::uts::Hostname;
 
 /// Where the workshop keeps per-container state.
@@ -66,11 +69,33 @@ pub fn reclaim_stale() -> Vec<PathBuf> {
         let pid =
             name.to_str().and_then(|name| name.rsplit('-').next()).and_then(|pid| pid.parse::<u32>().ok());
         if let Some(pid) = pid
-            && !Path::new(&format!("/proc/{pid}")).exists()
+            && !runtime_alive(pid)
             && fs::remove_dir_all(entry.path()).is_ok()
         {
             removed.push(entry.path());
         }
     }
     removed
+}
+
+/// Whether the runtime with this pid still runs. What the workshop leaves on the host per
+/// container (state directories, cgroups, address leases) carries its runtime's pid, and is stale
+/// once that pid runs nothing.
+pub fn runtime_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Takes an exclusive `flock` on the file `path` (made when missing), for runtimes that must not
+/// do something at the same time: build the default rootfs, hand out addresses. The lock goes
+/// with the returned value, or with the process, however it ends.
+pub fn lock(path: &Path) -> Result<Flock<File>> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)
+        .context(format!("opening {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| Error::new(format!("locking {}: {errno}", path.display())))
 }

@@ -35,6 +35,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
 use nix::unistd::Pid;
 use step01_clone::error::{Context, Error, Result, program_name};
+use step06_rootfs::state::runtime_alive;
 
 /// Where cgroup filesystems are mounted on every current distribution.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -414,7 +415,7 @@ pub fn reclaim_stale(layout: &Layout) -> Vec<PathBuf> {
             let pid = name.to_str().and_then(|n| n.rsplit('-').next()).and_then(|p| p.parse::<u32>().ok());
             if let Some(pid) = pid
                 && entry.path().is_dir()
-                && !Path::new(&format!("/proc/{pid}")).exists()
+                && !runtime_alive(pid)
             {
                 remove(&entry.path());
                 removed.push(entry.path());

@@ -41,12 +41,12 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use nix::mount::MsFlags;
 use nix::unistd::Pid;
 use step01_clone::error::{Context, Error, Result};
 use step06_rootfs::rootfs::{Rootfs, mount_fs};
-use step06_rootfs::state::STATE_ROOT;
+use step06_rootfs::state::{self, STATE_ROOT};
 use step08_userns::userns;
 
 use crate::netlink::Netlink;
@@ -629,16 +629,7 @@ impl Drop for Lease {
 fn lock() -> Result<Flock<File>> {
     let root = leases_root();
     fs::create_dir_all(&root).context(format!("creating {}", root.display()))?;
-    let path = root.join("lock");
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(&path)
-        .context(format!("opening {}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| Error::new(format!("locking {}: {errno}", path.display())))
+    state::lock(&root.join("lock"))
 }
 
 /// Removes the leases in `dir` whose runtime no longer runs (or that hold no pid: their runtime
@@ -649,7 +640,7 @@ fn reclaim_stale_in(dir: &Path) -> Vec<PathBuf> {
     for entry in entries.flatten() {
         let is_lease = entry.file_name().to_str().is_some_and(|name| name.parse::<Ipv4Addr>().is_ok());
         let owner = fs::read_to_string(entry.path()).ok().and_then(|text| text.trim().parse::<u32>().ok());
-        let alive = owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        let alive = owner.is_some_and(state::runtime_alive);
         if is_lease && !alive && fs::remove_file(entry.path()).is_ok() {
             removed.push(entry.path());
         }
