@@ -268,28 +268,32 @@ impl Cgroup {
             }
         }
         let _ = reclaim_stale(&layout);
-        if let Layout::V2 { root, controllers } = &layout {
-            // v2 offers a controller to a cgroup's children only when the parent enables it.
-            let enable: Vec<String> = ["cpu", "memory", "pids"]
+        // v2 offers a controller to a cgroup's children only when the parent enables it.
+        let enable: Vec<String> = match &layout {
+            Layout::V2 { controllers, .. } => ["cpu", "memory", "pids"]
                 .into_iter()
                 .filter(|c| controllers.iter().any(|have| have == c))
                 .map(|c| format!("+{c}"))
-                .collect();
+                .collect(),
+            Layout::V1 { .. } => Vec::new(),
+        };
+        if let Layout::V2 { root, .. } = &layout {
             enable_controllers(root, &enable)?;
-            make_dir(&root.join(PARENT))?;
-            enable_controllers(&root.join(PARENT), &enable)?;
         }
         let name = format!("{}-{}", program_name(), std::process::id());
         let mut cgroup = Cgroup { dirs: Vec::new(), layout };
         for parent in cgroup.layout.parents() {
-            make_dir(&parent)?;
             let dir = parent.join(&name);
             if dir.exists() {
                 // Left by an earlier runtime that had our pid and was killed: it is stale.
                 remove(&dir);
             }
-            fs::create_dir(&dir).context(format!("creating the cgroup {}", dir.display()))?;
+            make_in(&parent, &dir)?;
             cgroup.dirs.push(dir);
+        }
+        if let Layout::V2 { root, .. } = &cgroup.layout {
+            // Now that our cgroup is in it, nobody removes `workshop` (see Drop).
+            enable_controllers(&root.join(PARENT), &enable)?;
         }
         cgroup.set_limits(limits)?;
         Ok(cgroup)
@@ -375,11 +379,15 @@ impl Cgroup {
 // ANCHOR: drop
 impl Drop for Cgroup {
     /// Kills what is left in the cgroup (the runtime has normally waited for the container
-    /// already) and removes it. The `workshop` parent stays, as Docker's `docker` does: removing
-    /// it would race with the next container that is being created in it.
+    /// already) and removes it; then the `workshop` parent too, when no other container's cgroup
+    /// is in it (`rmdir` fails with `EBUSY` otherwise). A runtime that is making its cgroup in
+    /// that parent at the same moment makes the parent again (see `make_in`).
     fn drop(&mut self) {
         for dir in &self.dirs {
             remove(dir);
+            if let Some(parent) = dir.parent() {
+                let _ = fs::remove_dir(parent);
+            }
         }
     }
 }
@@ -405,7 +413,7 @@ fn remove(dir: &Path) {
 
 /// Removes the cgroups of runtimes that no longer run (killed with SIGKILL, so their [`Drop`]
 /// never ran). The runtime's pid is the last part of the name; a live runtime's cgroup is left
-/// alone. Returns the cgroups removed.
+/// alone, and so is a `workshop` parent with a cgroup still in it. Returns the cgroups removed.
 pub fn reclaim_stale(layout: &Layout) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for parent in layout.parents() {
@@ -421,8 +429,23 @@ pub fn reclaim_stale(layout: &Layout) -> Vec<PathBuf> {
                 removed.push(entry.path());
             }
         }
+        let _ = fs::remove_dir(&parent); // only when empty: see Drop
     }
     removed
+}
+
+/// Makes the cgroup `dir` in `parent`, and `parent` when it is missing. Another runtime whose
+/// container just ended removes `parent` when it is empty: if that happens between the two
+/// `mkdir`s, the second fails with `ENOENT`, and both are made again.
+fn make_in(parent: &Path, dir: &Path) -> Result<()> {
+    for _ in 0..100 {
+        make_dir(parent)?;
+        match fs::create_dir(dir) {
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            other => return other.context(format!("creating the cgroup {}", dir.display())),
+        }
+    }
+    Err(Error::new(format!("creating the cgroup {}: its parent keeps disappearing", dir.display())))
 }
 
 fn make_dir(dir: &Path) -> Result<()> {
