@@ -169,6 +169,30 @@ impl<F: FnOnce() -> Result<Infallible>> Child<'_, F> {
 }
 // ANCHOR_END: child
 
+/// In the container: runs `change`, a change of the process's user or group ids (step 08's
+/// `become_root`), without losing what the child set first thing, the parent-death signal.
+/// The kernel clears that signal on any change of ids (prctl(2)); without it, a runtime killed
+/// with SIGKILL would leave its container running. So it is set again afterwards; and should the
+/// runtime have died in between, while no signal was set, the container notices that its parent
+/// changed and ends.
+pub fn change_ids(change: impl FnOnce() -> Result<()>) -> Result<()> {
+    let runtime = parent_pid()?;
+    change()?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
+    if parent_pid()? != runtime {
+        return Err(Error::new("the runtime ended while the container was starting"));
+    }
+    Ok(())
+}
+
+/// The parent's pid, from /proc/self/status. The host's /proc is still mounted when this is
+/// called, so it names the runtime, or whoever took the child over when the runtime died
+/// (`getppid()` says 0 either way: the parent is outside the child's PID namespace).
+fn parent_pid() -> Result<String> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    Ok(status.lines().find_map(|line| line.strip_prefix("PPid:")).unwrap_or("").trim().to_owned())
+}
+
 extern "C" fn child_entry<F: FnOnce() -> Result<Infallible>>(arg: *mut c_void) -> libc::c_int {
     // SAFETY: `arg` is the `Child` that spawn() passed, in the child's copy of the memory.
     let child = unsafe { &mut *arg.cast::<Child<'_, F>>() };

@@ -25,9 +25,8 @@ use std::path::Path;
 use std::str::FromStr;
 
 use nix::mount::MsFlags;
-use nix::sys::prctl::set_pdeathsig;
-use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Pid, Uid, setresgid, setresuid};
+use step01_clone::clone;
 use step01_clone::error::{Context, Error, Result};
 use step05_mount::mount::mount_proc;
 use step06_rootfs::rootfs::{
@@ -138,29 +137,15 @@ pub fn write_id_maps(child: Pid, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result
 /// still had the host ids it was created with (host root, shown inside as the overflow id
 /// 65534); after this, what it creates on the host belongs to the mapped id, 100000.
 pub fn become_root() -> Result<()> {
-    let runtime = parent_as_the_host_sees_it()?;
-    let root_gid = Gid::from_raw(0);
-    let root_uid = Uid::from_raw(0);
-    setresgid(root_gid, root_gid, root_gid).context("setresgid(0) in the user namespace")?;
-    setresuid(root_uid, root_uid, root_uid).context("setresuid(0) in the user namespace")?;
-    // Changing ids clears the parent-death signal step 1 set (see prctl(2)): without it, a
-    // runtime killed with SIGKILL would leave the container running. Set it again; and if the
-    // runtime died in between, when no signal was armed, end here.
-    set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
-    if parent_as_the_host_sees_it()? != runtime {
-        return Err(Error::new("the runtime ended while the container was starting"));
-    }
-    Ok(())
+    // Changing ids clears the parent-death signal: step 1's change_ids sets it again.
+    clone::change_ids(|| {
+        let root_gid = Gid::from_raw(0);
+        let root_uid = Uid::from_raw(0);
+        setresgid(root_gid, root_gid, root_gid).context("setresgid(0) in the user namespace")?;
+        setresuid(root_uid, root_uid, root_uid).context("setresuid(0) in the user namespace")
+    })
 }
 // ANCHOR_END: become_root
-
-/// The parent's pid, from /proc/self/status: the host's /proc is still mounted here, so it
-/// tells the runtime's pid, or the pid of whoever took the child over when the runtime died
-/// (`getppid()` says 0 either way: the parent is outside the child's PID namespace).
-fn parent_as_the_host_sees_it() -> Result<String> {
-    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    Ok(status.lines().find_map(|line| line.strip_prefix("PPid:")).unwrap_or("").trim().to_owned())
-}
 
 // ANCHOR: kernel_filesystems
 /// Step 06's kernel filesystems, as a user namespace allows them: /proc as before (the PID
