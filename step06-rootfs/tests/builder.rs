@@ -51,12 +51,7 @@ fn concurrent_builds_make_one_complete_rootfs() {
     let built = outputs.iter().filter(|o| String::from_utf8_lossy(&o.stdout).starts_with("built")).count();
     assert_eq!(built, 1, "exactly one builder builds, the others find it done");
     assert!(rootfs.join("etc/workshop-rootfs").is_file());
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.contains("building"))
-        .collect();
+    let leftovers = workshop_testkit::half_built_in(dir.path());
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

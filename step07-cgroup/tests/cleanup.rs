@@ -27,19 +27,6 @@ fn assert_gone(dirs: &[PathBuf]) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-/// The cgroups a runtime with this pid would make (they exist only while it runs).
-fn cgroups_named_after(runtime: u32) -> Vec<PathBuf> {
-    let name = format!("step07-cgroup-{runtime}");
-    if unified() {
-        vec![PathBuf::from("/sys/fs/cgroup/workshop").join(name)]
-    } else {
-        ["cpu", "cpuacct", "memory", "pids"]
-            .iter()
-            .map(|c| PathBuf::from("/sys/fs/cgroup").join(c).join("workshop").join(&name))
-            .collect()
-    }
-}
-
 #[test]
 fn the_cgroup_goes_when_the_container_exits() {
     let mut shell = Shell::start(&step_binary!(), &["--memory", "64m", "--cpus", "0.5", "--pids", "50"]);
@@ -64,7 +51,8 @@ fn the_cgroup_goes_when_setup_fails_after_it_was_made() {
         ]),
         "workshop-volume",
     );
-    assert_gone(&cgroups_named_after(runtime));
+    let left = workshop_testkit::named_after(runtime);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]

@@ -254,6 +254,17 @@ pub fn leases_of(runtime: u32) -> Vec<PathBuf> {
         .collect()
 }
 
+/// What a builder left half-done in `dir`: the `.NAME.building` directories it builds in
+/// before renaming them into place.
+pub fn half_built_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("the directory the builders built in")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("building"))
+        .collect()
+}
+
 fn named_after_pid(runtime: u32) -> Vec<PathBuf> {
     let suffix = format!("-{runtime}");
     let mut parents = vec![PathBuf::from("/run/workshop"), PathBuf::from("/sys/fs/cgroup/workshop")];
@@ -279,6 +290,7 @@ impl HostProcess {
 
     /// Starts a prepared command (a runtime, usually, with its stdio set).
     pub fn start(command: &mut Command) -> HostProcess {
+        require_root();
         HostProcess(command.spawn().expect("starting a host process"))
     }
 
