@@ -39,7 +39,7 @@ use std::path::{Component, Path, PathBuf};
 use nix::errno::Errno;
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use step01_clone::error::{Context, Error, Result};
-use step06_rootfs::default_rootfs::{self, Source, build_once};
+use step06_rootfs::default_rootfs::{self, Source, refresh};
 
 /// Where the workshop's images live.
 pub const IMAGES: &str = "/var/lib/workshop/images";
@@ -124,11 +124,29 @@ impl Image {
     }
 }
 
-/// The default image, built first if missing (safe when several runtimes start at once: see
-/// [`build_once`]).
+/// The image builder's version, recorded in the default image ([`ABOUT_IMAGE`]): raise it
+/// whenever [`build_default`] changes what it builds, so that older caches are rebuilt.
+pub const IMAGE_BUILDER: u32 = 1;
+/// The file beside the layers in which the default image says how it was built.
+pub const ABOUT_IMAGE: &str = "workshop-image";
+
+/// The default image, built first if missing, rebuilt if it is stale: made by an older image
+/// builder, or on a base layer that step 06's builder would now build differently (safe when
+/// several runtimes start at once: see [`refresh`]).
 pub fn default_image() -> Result<Image> {
-    build_once(Path::new(DEFAULT_IMAGE), build_default)?;
+    refresh(Path::new(DEFAULT_IMAGE), stale, build_default)?;
+    default_rootfs::hold(Path::new(DEFAULT_IMAGE))?;
     Image::open(Path::new(DEFAULT_IMAGE))
+}
+
+/// Why the image in `dir`, built by [`build_default`], is out of date, if it is.
+pub fn stale(dir: &Path) -> Option<String> {
+    let about = fs::read_to_string(dir.join(ABOUT_IMAGE)).unwrap_or_default();
+    let builder = about.lines().find_map(|line| line.strip_prefix("builder="));
+    if builder != Some(IMAGE_BUILDER.to_string().as_str()) {
+        return Some(format!("it was not built by version {IMAGE_BUILDER} of the image builder"));
+    }
+    default_rootfs::stale(&dir.join("base")).map(|why| format!("its base layer is stale: {why}"))
 }
 
 // ANCHOR: build_default
@@ -158,7 +176,10 @@ pub fn build_default(dest: &Path) -> Result<()> {
     whiteout(&release.join("srv/www/debug.html"))?;
     opaque_dir(&release.join("srv/www/drafts"))?;
 
-    fs::write(dest.join(LAYERS_FILE), "# base first\nbase\nweb\nrelease\n").context("writing the layer list")
+    fs::write(dest.join(LAYERS_FILE), "# base first\nbase\nweb\nrelease\n")
+        .context("writing the layer list")?;
+    fs::write(dest.join(ABOUT_IMAGE), format!("builder={IMAGE_BUILDER}\n"))
+        .context("writing the image's builder")
 }
 // ANCHOR_END: build_default
 

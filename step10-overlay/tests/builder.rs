@@ -29,3 +29,45 @@ fn concurrent_builds_make_one_complete_image_that_runs() {
     // release's index.html over web's; web's debug.html deleted, its drafts hidden (opaque).
     assert!(out.stdout.contains("<h1>Release 1.0</h1>\ndrafts\nindex.html\n0\n"), "{out:?}");
 }
+
+/// The default image is rebuilt when an older image builder made it, or when its base layer is
+/// a rootfs that step 06's builder would now build differently.
+#[test]
+fn a_stale_default_image_is_rebuilt() {
+    let step10 = env!("CARGO_BIN_EXE_step10-overlay").as_ref();
+    let image = "/var/lib/workshop/images/default";
+    let script = format!(
+        r#"
+        "$STEP" -- true
+        echo builder=0 > {image}/workshop-image
+        "$STEP" -- cat /etc/motd
+        cat {image}/workshop-image
+        sed -i 's/^builder=.*/builder=1/' {image}/base/etc/workshop-rootfs
+        "$STEP" -- grep builder= /etc/workshop-rootfs
+        ls -A /var/lib/workshop/images
+        "#
+    );
+    let out = workshop_testkit::with_empty_cache(&script, &[("STEP", step10)]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let printed: Vec<&str> =
+        out.stdout.lines().filter(|l| !l.starts_with("Parent") && !l.starts_with("Container")).collect();
+    assert_eq!(
+        printed,
+        ["Welcome to a container of the workshop's default image.", "builder=1", "builder=2", "default"],
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("not built by version 1 of the image builder"), "{out:?}");
+    assert!(out.stderr.contains("its base layer is stale"), "{out:?}");
+}
+
+/// `mkimage DIR` builds DIR where the caller is, names it in full, and leaves nothing beside it.
+#[test]
+fn mkimage_builds_a_relative_dir_where_it_is_run() {
+    let dir = TempDir::new("relative-image");
+    let mut mkimage = Command::new(env!("CARGO_BIN_EXE_mkimage"));
+    let out = workshop_testkit::run_command(mkimage.arg("img").current_dir(dir.path()));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), format!("built {}", dir.path().join("img").display()), "{out:?}");
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(entries, ["img"], "only the image, no lock file");
+}

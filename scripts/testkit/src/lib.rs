@@ -254,15 +254,31 @@ pub fn leases_of(runtime: u32) -> Vec<PathBuf> {
         .collect()
 }
 
-/// What a builder left half-done in `dir`: the `.NAME.building` directories it builds in
-/// before renaming them into place.
+/// What a builder left beside what it built in `dir`: the `.NAME.building` directories it
+/// builds in before renaming them into place, lock files, and replaced builds (`.NAME.old-*`).
 pub fn half_built_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .expect("the directory the builders built in")
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.contains("building"))
+        .filter(|name| name.contains("building") || name.ends_with(".lock") || name.contains(".old-"))
         .collect()
+}
+
+/// Runs the shell script `script` as root in a mount namespace of its own whose
+/// /var/lib/workshop is an empty tmpfs, so that the default rootfs and image it builds (or
+/// rebuilds) are its own and the host's cache is never touched. `envs` are set for it (binaries
+/// under test are best passed this way: `"$STEP"` in the script).
+pub fn with_empty_cache(script: &str, envs: &[(&str, &Path)]) -> Output {
+    require_root();
+    std::fs::create_dir_all("/var/lib/workshop").expect("making the cache's mount point");
+    let script = format!("mount -t tmpfs -o mode=755 workshop-test-cache /var/lib/workshop\n{script}");
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-ec", &script]);
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    run_command(&mut command)
 }
 
 fn named_after_pid(runtime: u32) -> Vec<PathBuf> {

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             From::Host => Source::Host,
         };
         if default_rootfs::ensure(&args.dir, source)? {
-            println!("built {}", args.dir.display());
+            println!("built {}", std::path::absolute(&args.dir).unwrap_or(args.dir).display());
         } else {
             println!("{} exists already: nothing to do", args.dir.display());
         }

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     error::main(|| {
         let args: Args = cli::parse();
         if build_once(&args.dir, build_default)? {
-            println!("built {}", args.dir.display());
+            println!("built {}", std::path::absolute(&args.dir).unwrap_or(args.dir).display());
         } else {
             println!("{} exists already: nothing to do", args.dir.display());
         }
