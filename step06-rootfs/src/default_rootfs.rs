@@ -39,6 +39,7 @@ pub const BUILDER: u32 = 2;
 /// The file in which a rootfs describes how it was built.
 pub const ABOUT: &str = "etc/workshop-rootfs";
 
+// ANCHOR: commands
 /// The commands the book asks the reader to type in a container and the tests run there. A
 /// busybox rootfs takes the host's program for those busybox has no applet for (Debian's has
 /// no `ipcmk`, `ipcs`, `ipcrm`); a rootfs of the host's binaries takes all it can find.
@@ -113,6 +114,7 @@ pub const COMMANDS: &[&str] = &[
     "ipcmk",
     "ipcrm",
 ];
+// ANCHOR_END: commands
 
 /// What to build a rootfs from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
