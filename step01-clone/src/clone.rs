@@ -52,6 +52,7 @@ pub fn spawn_sharing<F>(terminal: Terminal, flags: CloneFlags, child_main: F) ->
 where
     F: FnOnce() -> Result<Infallible>,
 {
+    // ANCHOR: exercise-spawn clone(2) a child on a stack of its own (Stack::new), running child_entry::<F>; return the Container
     let (go, go_sender) = pipe2(OFlag::O_CLOEXEC).context("pipe2")?;
     let stack = Stack::new(STACK_SIZE)?;
     let signal_mask = signals::prepare()?;
@@ -83,6 +84,7 @@ where
     let container = Container { pid: container, go: Some(go_sender), terminal, reaped: false };
     forwarding?;
     Ok(container)
+    // ANCHOR_END: exercise-spawn
 }
 // ANCHOR_END: spawn
 
@@ -108,6 +110,7 @@ impl Container {
     /// Waits until the container's first process has ended and returns its exit code:
     /// the code it exited with, or 128 + N when signal N killed it (as shells report it).
     pub fn wait(mut self) -> Result<u8> {
+        // ANCHOR: exercise-wait waitpid the child (retry on EINTR), mark it reaped, then turn its WaitStatus into an exit code
         let status = loop {
             match waitpid(self.pid, None) {
                 Err(Errno::EINTR) => continue,
@@ -122,6 +125,7 @@ impl Container {
             WaitStatus::Signaled(_, signal, _) => 128 + signal as u8,
             _ => EXIT_RUNTIME,
         })
+        // ANCHOR_END: exercise-wait
     }
     // ANCHOR_END: wait
 }

@@ -49,7 +49,9 @@ impl fmt::Display for Hostname {
 // ANCHOR: set_hostname
 /// Sets the hostname of the UTS namespace the calling process is in.
 pub fn set_hostname(name: &Hostname) -> Result<()> {
+    // ANCHOR: exercise-set_hostname call sethostname(2) with the name: nix::unistd::sethostname
     nix::unistd::sethostname(&name.0).context(format!("sethostname {name}"))
+    // ANCHOR_END: exercise-set_hostname
 }
 // ANCHOR_END: set_hostname
 

@@ -25,7 +25,9 @@ fn main() -> ExitCode {
         cli::require_root()?;
 
         println!("Parent - start a container!");
+        // ANCHOR: exercise-ipc_flag => let flags = CloneFlags::CLONE_NEWUTS; // TODO: ask clone(2) for a new IPC namespace too
         let flags = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+        // ANCHOR_END: exercise-ipc_flag
         let mut container = clone::spawn(flags, || {
             println!("Container - inside the container!");
             uts::set_hostname(&args.hostname)?;

@@ -43,6 +43,7 @@ const PASSED_ON: [Signal; 7] = [
 /// Runs `argv` as the child of a minimal init, which this process becomes. Returns only if the
 /// command could not be started.
 pub fn exec_with_init(argv: &[OsString]) -> Result<Infallible> {
+    // ANCHOR: exercise-init block the signals init waits for, fork the command, then loop: reap on SIGCHLD, pass the others on
     let mut waited = SigSet::empty();
     for signal in PASSED_ON.into_iter().chain([Signal::SIGCHLD]) {
         waited.add(signal);
@@ -71,6 +72,7 @@ pub fn exec_with_init(argv: &[OsString]) -> Result<Infallible> {
             let _ = kill(command, signal);
         }
     }
+    // ANCHOR_END: exercise-init
 }
 // ANCHOR_END: init
 

@@ -30,7 +30,9 @@ fn main() -> ExitCode {
         cli::require_root()?;
 
         println!("Parent - start a container!");
+        // ANCHOR: exercise-pid_flag => let flags = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC; // TODO: ask clone(2) for a new PID namespace too
         let flags = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
+        // ANCHOR_END: exercise-pid_flag
         let mut container = clone::spawn(flags, || {
             println!("Container [{:5}] - inside the container!", getpid());
             uts::set_hostname(&args.hostname)?;

@@ -81,6 +81,7 @@ pub const DEVICES: [(&str, u64, u64); 6] =
 /// A tmpfs /dev with only the harmless devices, not the host's devtmpfs (which would hand the
 /// container every disk of the host), plus a devpts instance of its own for terminals.
 fn mount_dev(dev: &Path) -> Result<()> {
+    // ANCHOR: exercise-mount_dev a tmpfs on dev, then mknod each of DEVICES (mode 0666), then dev_links_pts_and_shm
     mount_fs("tmpfs", dev, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "mode=755,size=64k")?;
     for (name, major, minor) in DEVICES {
         let node = dev.join(name);
@@ -91,11 +92,13 @@ fn mount_dev(dev: &Path) -> Result<()> {
             .context(format!("chmod {}", node.display()))?;
     }
     dev_links_pts_and_shm(dev)
+    // ANCHOR_END: exercise-mount_dev
 }
 
 /// The rest of a /dev: the usual links, a devpts instance of the container's own (`newinstance`:
 /// its terminals are numbered apart from the host's) and a tmpfs for POSIX shared memory.
 pub fn dev_links_pts_and_shm(dev: &Path) -> Result<()> {
+    // ANCHOR: exercise-dev_links_pts_and_shm symlinks fd, stdin, stdout, stderr, ptmx; a devpts (newinstance) on pts; a tmpfs on shm
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -111,6 +114,7 @@ pub fn dev_links_pts_and_shm(dev: &Path) -> Result<()> {
     let shm = dev.join("shm");
     fs::create_dir(&shm).context("mkdir /dev/shm")?;
     mount_fs("tmpfs", &shm, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")
+    // ANCHOR_END: exercise-dev_links_pts_and_shm
 }
 // ANCHOR_END: dev
 
@@ -216,10 +220,12 @@ pub fn remount_read_only(target: &Path) -> nix::Result<()> {
 /// may still hold it) then takes the old root away, and nothing of the host is reachable from
 /// here, unlike after chroot(2), which only changes where path lookups start.
 pub fn pivot_root(root: &Rootfs) -> Result<()> {
+    // ANCHOR: exercise-pivot_root chdir into the rootfs, pivot_root(".", "."), umount2 "." with MNT_DETACH, chdir /
     chdir(root.path()).context(format!("chdir {}", root.path().display()))?;
     pivot_root_syscall(".", ".").context("pivot_root")?;
     umount2(".", MntFlags::MNT_DETACH).context("unmounting the old root")?;
     chdir("/").context("chdir /")
+    // ANCHOR_END: exercise-pivot_root
 }
 // ANCHOR_END: pivot_root
 

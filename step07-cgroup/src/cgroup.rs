@@ -257,6 +257,7 @@ pub struct Cgroup {
 impl Cgroup {
     /// Makes the container's cgroup and writes its limits. No process is in it yet.
     pub fn create(limits: &Limits) -> Result<Cgroup> {
+        // ANCHOR: exercise-create Layout::detect, check the controllers, make a directory named program-pid under each parent, then set_limits
         let layout = Layout::detect()?;
         for (wanted, controller, option) in [
             (limits.cpus.is_some(), "cpu", "--cpus"),
@@ -297,11 +298,13 @@ impl Cgroup {
         }
         cgroup.set_limits(limits)?;
         Ok(cgroup)
+        // ANCHOR_END: exercise-create
     }
     // ANCHOR_END: create
 
     // ANCHOR: set_limits
     fn set_limits(&self, limits: &Limits) -> Result<()> {
+        // ANCHOR: exercise-set_limits write cpu.max / memory.max / pids.max on v2, cpu.cfs_quota_us / memory.limit_in_bytes / pids.max on v1
         let v2 = matches!(self.layout, Layout::V2 { .. });
         if let Some(cpus) = limits.cpus {
             if v2 {
@@ -326,6 +329,7 @@ impl Cgroup {
             self.write("pids.max", &pids.0.to_string())?;
         }
         Ok(())
+        // ANCHOR_END: exercise-set_limits
     }
     // ANCHOR_END: set_limits
 
@@ -338,6 +342,7 @@ impl Cgroup {
     /// here: see the benchmark appendix). v2 has no per-thread file for a cgroup that is not
     /// threaded, so there it is `cgroup.procs`, and the lock.
     pub fn join(&self) -> Result<()> {
+        // ANCHOR: exercise-join write 0 (myself) into cgroup.procs (v2) or tasks (v1) of each of the cgroup's directories
         let file = match self.layout {
             Layout::V2 { .. } => "cgroup.procs",
             Layout::V1 { .. } => "tasks",
@@ -347,6 +352,7 @@ impl Cgroup {
             fs::write(&path, "0").context(format!("joining the cgroup: writing 0 to {}", path.display()))?;
         }
         Ok(())
+        // ANCHOR_END: exercise-join
     }
     // ANCHOR_END: join
 

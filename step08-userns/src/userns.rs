@@ -121,6 +121,7 @@ pub fn check_enabled() -> Result<()> {
 /// setgroups allowed, root inside could drop a supplementary group that the host uses to *deny*
 /// access (a file mode like 0705 with the group left out).
 pub fn write_id_maps(child: Pid, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<()> {
+    // ANCHOR: exercise-write_id_maps write deny to /proc/PID/setgroups, then gid_map, then uid_map: one write of all the lines each
     let proc = Path::new("/proc").join(child.to_string());
     let lines = |map: &[IdMap]| {
         map.iter().map(|l| format!("{} {} {}\n", l.inside, l.outside, l.count)).collect::<String>()
@@ -129,6 +130,7 @@ pub fn write_id_maps(child: Pid, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result
     // Each map file can be written once, with all its lines in a single write.
     fs::write(proc.join("gid_map"), lines(gid_map)).context(format!("writing /proc/{child}/gid_map"))?;
     fs::write(proc.join("uid_map"), lines(uid_map)).context(format!("writing /proc/{child}/uid_map"))
+    // ANCHOR_END: exercise-write_id_maps
 }
 // ANCHOR_END: write_id_maps
 
@@ -137,6 +139,7 @@ pub fn write_id_maps(child: Pid, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result
 /// still had the host ids it was created with (host root, shown inside as the overflow id
 /// 65534); after this, what it creates on the host belongs to the mapped id, 100000.
 pub fn become_root() -> Result<()> {
+    // ANCHOR: exercise-become_root inside clone::change_ids, setresgid(0, 0, 0) then setresuid(0, 0, 0)
     // Changing ids clears the parent-death signal: step 1's change_ids sets it again.
     clone::change_ids(|| {
         let root_gid = Gid::from_raw(0);
@@ -144,6 +147,7 @@ pub fn become_root() -> Result<()> {
         setresgid(root_gid, root_gid, root_gid).context("setresgid(0) in the user namespace")?;
         setresuid(root_uid, root_uid, root_uid).context("setresuid(0) in the user namespace")
     })
+    // ANCHOR_END: exercise-become_root
 }
 // ANCHOR_END: become_root
 

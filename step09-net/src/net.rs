@@ -263,6 +263,7 @@ impl Network {
     /// In the parent, while the child waits: cables the container's network namespace to the
     /// bridge and configures it, from outside, through a netlink socket opened in it.
     pub fn attach(&self, container: Pid) -> Result<()> {
+        // ANCHOR: exercise-attach open /proc/PID/ns/net, a Netlink in it: lo up; then add_veth, eth0's address, eth0 up, the default route
         let netns_path = format!("/proc/{container}/ns/net");
         let netns = File::open(&netns_path).context(format!("opening {netns_path}"))?;
         // This socket keeps the namespace alive while it is open: it goes at the end of attach.
@@ -290,6 +291,7 @@ impl Network {
                 bridged.bridge
             ))
         })
+        // ANCHOR_END: exercise-attach
     }
     // ANCHOR_END: attach
 }
@@ -407,6 +409,7 @@ fn unsupported(kind: &str) -> Error {
 /// Creates the veth pair: `host_end` on the host, plugged into the bridge and up, and its peer
 /// directly in the container's namespace (`netns`), as `eth0`.
 fn add_veth(host: &mut Netlink, host_end: &str, bridge_index: u32, netns: &File) -> Result<()> {
+    // ANCHOR: exercise-add_veth a NewLink request: a veth named host_end, master bridge_index, up, its peer eth0 in netns
     let mut peer = LinkMessage::default();
     peer.attributes.push(LinkAttribute::IfName(CONTAINER_IF.to_owned()));
     peer.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
@@ -435,6 +438,7 @@ fn add_veth(host: &mut Netlink, host_end: &str, bridge_index: u32, netns: &File)
         Err(Errno::EOPNOTSUPP) => Err(unsupported("veth")),
         Err(errno) => Err(Error::new(format!("creating the veth pair {host_end}: {errno}"))),
     }
+    // ANCHOR_END: exercise-add_veth
 }
 // ANCHOR_END: veth
 
@@ -473,6 +477,7 @@ fn set_up(netlink: &mut Netlink, name: &str) -> Result<()> {
 
 /// `ip addr add ADDRESS/PREFIX broadcast BROADCAST dev INDEX`.
 fn add_address(netlink: &mut Netlink, index: u32, address: Ipv4Addr, subnet: Subnet) -> Result<()> {
+    // ANCHOR: exercise-add_address a NewAddress request: family Inet, prefix_len, index, Local, Address and Broadcast attributes
     let mut message = AddressMessage::default();
     message.header.family = AddressFamily::Inet;
     message.header.prefix_len = subnet.prefix;
@@ -484,6 +489,7 @@ fn add_address(netlink: &mut Netlink, index: u32, address: Ipv4Addr, subnet: Sub
         Ok(_) | Err(Errno::EEXIST) => Ok(()),
         Err(errno) => Err(Error::new(format!("adding the address {address}/{}: {errno}", subnet.prefix))),
     }
+    // ANCHOR_END: exercise-add_address
 }
 
 /// `ip route add default via GATEWAY dev INDEX`.

@@ -123,6 +123,7 @@ impl Overlay {
     /// layer is thrown away at exit: overlay need not flush it to disk when it is unmounted (2 ms
     /// of the 10 a container took here).
     pub fn mount(&self) -> Result<Rootfs> {
+        // ANCHOR: exercise-overlay_mount move_mount each layer to layers/N, then mount overlay on rootfs: lowerdir=..,upperdir=..,workdir=..,userxattr,volatile
         let mut lower = Vec::new();
         for (i, tree) in self.layers.iter().enumerate() {
             let target = self.dir.join("layers").join(i.to_string());
@@ -138,6 +139,7 @@ impl Overlay {
         let rootfs = self.dir.join("rootfs");
         mount_fs("overlay", &rootfs, MsFlags::empty(), &options)?;
         Rootfs::open(&rootfs)
+        // ANCHOR_END: exercise-overlay_mount
     }
     // ANCHOR_END: mount
 
