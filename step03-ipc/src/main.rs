@@ -1,3 +1,4 @@
+// ANCHOR: main
 //! Step 03: + an IPC namespace. System V message queues, semaphores and shared memory made
 //! inside are the container's own, and the host's are out of sight (try `ipcs` on both sides).
 
@@ -39,3 +40,4 @@ fn main() -> ExitCode {
         Ok(code)
     })
 }
+// ANCHOR_END: main

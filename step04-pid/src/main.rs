@@ -1,3 +1,4 @@
+// ANCHOR: main
 //! Step 04: + a PID namespace. The container's first process is PID 1, it sees only its own
 //! processes by number, and it cannot signal the host's.
 
@@ -48,3 +49,4 @@ fn main() -> ExitCode {
         Ok(code)
     })
 }
+// ANCHOR_END: main
