@@ -8,7 +8,7 @@ use workshop_testkit::{Shell, run, step_binary};
 /// The runtime has one child, the container's first process, and the command runs in it.
 #[test]
 fn the_shell_runs_in_a_child_process_of_the_runtime() {
-    let mut shell = Shell::start(&step_binary!(), &[]);
+    let shell = Shell::start(&step_binary!(), &[]);
     let runtime = shell.runtime_pid();
     let children = std::fs::read_to_string(format!("/proc/{runtime}/task/{runtime}/children"))
         .expect("the runtime is running");
