@@ -12,7 +12,7 @@ use workshop_testkit::{Shell, TempDir, host, run, run_command, step_binary};
 fn the_root_is_the_rootfs_and_the_host_is_out_of_sight() {
     let host_only = std::env::current_exe().unwrap(); // this test program exists on the host only
     let mut shell = Shell::start(&step_binary!(), &[]);
-    assert!(shell.run("cat /etc/workshop-rootfs").starts_with("A rootfs built by the container workshop"));
+    assert!(shell.run("cat /etc/workshop-rootfs").starts_with("# A rootfs built by the container workshop"));
     assert_eq!(shell.run(&format!("test -e {} && echo visible || echo gone", host_only.display())), "gone");
     assert_eq!(shell.exit(0), 0);
 }
