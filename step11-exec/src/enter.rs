@@ -337,7 +337,7 @@ impl Target {
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(blocked), None)
             .context("sigprocmask")?;
         console.attach()?;
-        println!("Exec [{:5}] - inside the container {}!", getpid(), self.published.name);
+        println!("Exec [{:5}] - inside the container!", getpid());
         // ANCHOR: before_exec
         // The last point before the command runs: this process is in every namespace and the
         // cgroup of the container, root inside, not dumpable. Step 12 restricts it here.

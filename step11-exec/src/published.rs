@@ -308,20 +308,24 @@ pub fn published() -> Vec<Published> {
 
 // ANCHOR: find
 /// The running container called `name`, for `exec`: one line saying so when there is none,
-/// when it has ended, or when it is still starting.
+/// or when it has ended. One that is still starting (it published its name, not yet its first
+/// process) is waited for, a little.
 pub fn find(name: &Name) -> Result<Published> {
-    let mine: Vec<Published> = published().into_iter().filter(|p| &p.name == name).collect();
-    let Some(found) = mine.iter().find(|p| p.is_running()) else {
-        return Err(Error::new(if mine.is_empty() {
-            format!("no container is named {name} (`ps` lists the running ones)")
-        } else {
-            format!("the container {name} has ended (`ps` lists the running ones)")
-        }));
-    };
-    if found.init.is_none() {
-        return Err(Error::new(format!("the container {name} is still starting: try again")));
+    for _ in 0..200 {
+        let mine: Vec<Published> = published().into_iter().filter(|p| &p.name == name).collect();
+        let Some(found) = mine.iter().find(|p| p.is_running()) else {
+            return Err(Error::new(if mine.is_empty() {
+                format!("no container is named {name} (`ps` lists the running ones)")
+            } else {
+                format!("the container {name} has ended (`ps` lists the running ones)")
+            }));
+        };
+        if found.init.is_some() {
+            return Ok(found.clone());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Ok(found.clone())
+    Err(Error::new(format!("the container {name} is still starting: try again")))
 }
 // ANCHOR_END: find
 
