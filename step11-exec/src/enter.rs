@@ -110,8 +110,13 @@ fn parse_subcommand<T: Parser>(program: OsString, name: &str, args: &[OsString])
         Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
         Err(err) => {
             let rendered = err.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let mut lines = rendered.lines().map(str::trim).filter(|line| !line.is_empty());
+            let mut first = lines.next().unwrap_or("invalid arguments").to_owned();
+            if first.ends_with(':') {
+                // "the following required arguments were not provided:" names them below.
+                first = format!("{first} {}", lines.next().unwrap_or(""));
+            }
+            let first = first.strip_prefix("error: ").unwrap_or(&first);
             eprintln!("{}: {name}: {first} (see {} {name} --help)", program_name(), program_name());
             std::process::exit(EXIT_RUNTIME.into())
         }

@@ -77,85 +77,92 @@ struct Args {
     command: cli::CommandArgs,
 }
 
+// ANCHOR: run
 fn main() -> ExitCode {
-    error::main(|| match enter::subcommand() {
-        Subcommand::Run => run(cli::parse()),
-        Subcommand::Exec(args) => exec_in(args),
-        Subcommand::Ps => {
-            cli::require_root()?;
-            published::ps()
+    error::main(|| {
+        // `exec NAME …` and `ps` as the first argument; anything else runs a container.
+        match enter::subcommand() {
+            Subcommand::Exec(args) => return exec_in(args),
+            Subcommand::Ps => return ps(),
+            Subcommand::Run => {}
         }
+        let args: Args = cli::parse();
+        cli::require_root()?;
+        userns::check_enabled()?;
+        userns::check_map("--uid-map", &args.uid_map)?;
+        userns::check_map("--gid-map", &args.gid_map)?;
+        let image = match &args.image {
+            Some(dir) => Image::open(dir)?,
+            None => default_image()?,
+        };
+        let name = args.name.clone().unwrap_or_else(Name::generate);
+        let state = published::claim(&name)?;
+        state.write_etc_files(&args.hostname)?;
+        let limits = Limits { cpus: args.cpus, memory: args.memory, pids: args.pids };
+        let cgroup = Cgroup::create(&limits)?;
+        let network = Network::prepare(&args.net)?;
+        let overlay = Overlay::prepare(&image, &state, &args.uid_map, &args.gid_map)?;
+        let mut console = Console::open()?;
+        let ready = Ready::new()?;
+
+        println!("Parent [{:5}] - start a container!", getpid());
+        println!("Parent - the container is {name}: `step11-exec exec {name}` enters it");
+        let flags = CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWNET;
+        let mut container = clone::spawn_sharing(console.user_terminal(), flags, || {
+            cgroup.join()?;
+            console.attach()?;
+            println!("Container [{:5}] - inside the container!", getpid());
+            userns::become_root()?;
+            uts::set_hostname(&args.hostname)?;
+            mount::make_private()?;
+            let rootfs = overlay.mount()?;
+            net::mount_kernel_filesystems(&rootfs)?;
+            console.bind_to_dev_console(&rootfs)?;
+            rootfs::bind_etc_files(&rootfs, state.path())?;
+            rootfs::mount_volumes(&rootfs, &args.volumes)?;
+            rootfs::pivot_root(&rootfs)?;
+            ready.signal()?;
+            if args.init {
+                init::exec_with_init(&args.command.argv())
+            } else {
+                exec::exec(&args.command.argv())
+            }
+        })?;
+        userns::write_id_maps(container.pid(), &args.uid_map, &args.gid_map)?;
+        network.attach(container.pid())?;
+        container.start()?;
+        if ready.wait()? {
+            let details = Details {
+                uid_map: &args.uid_map,
+                gid_map: &args.gid_map,
+                cgroup: cgroup.dirs(),
+                image: image.path(),
+                upper: &state.path().join("overlay/upper"),
+                command: &args.command.argv(),
+            };
+            published::publish(&state, container.pid(), details)?;
+        }
+        console.relay()?;
+        let code = container.wait()?;
+        println!("Parent - container stopped!");
+        if args.keep {
+            println!("Parent - the writable layer is kept in {}", overlay.keep()?.display());
+        }
+        Ok(code)
     })
 }
-
-// ANCHOR: run
-/// `step11-exec [OPTIONS] [--] [COMMAND [ARG]...]`: step 10's container, with a name.
-fn run(args: Args) -> Result<u8> {
-    cli::require_root()?;
-    userns::check_enabled()?;
-    userns::check_map("--uid-map", &args.uid_map)?;
-    userns::check_map("--gid-map", &args.gid_map)?;
-    let image = match &args.image {
-        Some(dir) => Image::open(dir)?,
-        None => default_image()?,
-    };
-    let name = args.name.clone().unwrap_or_else(Name::generate);
-    let state = published::claim(&name)?;
-    state.write_etc_files(&args.hostname)?;
-    let limits = Limits { cpus: args.cpus, memory: args.memory, pids: args.pids };
-    let cgroup = Cgroup::create(&limits)?;
-    let network = Network::prepare(&args.net)?;
-    let overlay = Overlay::prepare(&image, &state, &args.uid_map, &args.gid_map)?;
-    let mut console = Console::open()?;
-    let ready = Ready::new()?;
-
-    println!("Parent [{:5}] - start a container!", getpid());
-    println!("Parent - the container is {name}: `step11-exec exec {name}` enters it");
-    let flags = CloneFlags::CLONE_NEWUSER
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWNET;
-    let mut container = clone::spawn_sharing(console.user_terminal(), flags, || {
-        cgroup.join()?;
-        console.attach()?;
-        println!("Container [{:5}] - inside the container!", getpid());
-        userns::become_root()?;
-        uts::set_hostname(&args.hostname)?;
-        mount::make_private()?;
-        let rootfs = overlay.mount()?;
-        net::mount_kernel_filesystems(&rootfs)?;
-        console.bind_to_dev_console(&rootfs)?;
-        rootfs::bind_etc_files(&rootfs, state.path())?;
-        rootfs::mount_volumes(&rootfs, &args.volumes)?;
-        rootfs::pivot_root(&rootfs)?;
-        ready.signal()?;
-        if args.init { init::exec_with_init(&args.command.argv()) } else { exec::exec(&args.command.argv()) }
-    })?;
-    userns::write_id_maps(container.pid(), &args.uid_map, &args.gid_map)?;
-    network.attach(container.pid())?;
-    container.start()?;
-    if ready.wait()? {
-        let details = Details {
-            uid_map: &args.uid_map,
-            gid_map: &args.gid_map,
-            cgroup: cgroup.dirs(),
-            image: image.path(),
-            upper: &state.path().join("overlay/upper"),
-            command: &args.command.argv(),
-        };
-        published::publish(&state, container.pid(), details)?;
-    }
-    console.relay()?;
-    let code = container.wait()?;
-    println!("Parent - container stopped!");
-    if args.keep {
-        println!("Parent - the writable layer is kept in {}", overlay.keep()?.display());
-    }
-    Ok(code)
-}
 // ANCHOR_END: run
+
+/// `step11-exec ps`: the running containers.
+fn ps() -> Result<u8> {
+    cli::require_root()?;
+    published::ps()
+}
 
 // ANCHOR: exec_in
 /// `step11-exec exec NAME [--] [COMMAND [ARG]...]`: COMMAND in the running container NAME, in
