@@ -260,7 +260,7 @@ fn of_runtimes_started_at_once_with_one_name_one_runs() {
         (ended.len() >= 3).then_some(ended)
     });
     assert_eq!(refused, vec![125; 3], "the others are refused with 125");
-    let mut running: Vec<&mut HostProcess> =
+    let running: Vec<&mut HostProcess> =
         runtimes.iter_mut().filter_map(|r| r.running().then_some(r)).collect();
     assert_eq!(running.len(), 1, "exactly one container runs under the name");
     child_running(running[0].pid(), "sleep");
