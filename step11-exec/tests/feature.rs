@@ -218,6 +218,28 @@ fn exec_into_a_container_that_ended_fails_cleanly() {
 }
 
 #[test]
+fn a_container_whose_runtime_was_killed_is_not_entered_and_frees_its_name() {
+    let name = unique("killed");
+    let mut runtime = HostProcess::start(
+        Command::new(step_binary!())
+            .args(["--name", &name, "sleep", "300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+    );
+    let sleep = child_running(runtime.pid(), "sleep");
+    assert_eq!(printed(&exec(&name, &["echo", "entered"])), "entered");
+    // SIGKILL: the runtime cannot remove its state directory; the container dies with it.
+    runtime.kill().unwrap();
+    runtime.wait().unwrap();
+    eventually("the container to die with its runtime", || (!alive(sleep)).then_some(()));
+    let out = exec(&name, &["true"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert_one_line_error(&out.stderr, &name);
+    let again = run(&step_binary!(), &["--name", &name, "true"]);
+    assert_eq!(again.code, 0, "the name of a dead container is free again: {again:?}");
+}
+
+#[test]
 fn exec_passes_the_exit_code_on() {
     let name = unique("codes");
     let (shell, _) = container(&name, &[]);
