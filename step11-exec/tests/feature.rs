@@ -323,6 +323,70 @@ fn exec_holds_no_file_descriptor_but_stdio() {
     assert_eq!(shell.exit(0), 0);
 }
 
+/// The number of `pid` in the innermost PID namespace it is in (the last field of NSpid).
+fn pid_inside(pid: Pid) -> String {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap();
+    nspid.split_whitespace().last().unwrap().to_owned()
+}
+
+/// runc's CVE-2016-9962: root of the container reaches into exec's process while it is inside
+/// the container but has not exec'd yet, holding the runtime's descriptors. The window is held
+/// open here by making exec's stdout a full pipe: its banner, printed just before the exec,
+/// blocks.
+#[test]
+fn root_inside_cannot_reach_into_exec_before_it_has_exec_d() {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsFd, OwnedFd};
+
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+
+    let name = unique("cve");
+    let (mut shell, _) = container(&name, &[]);
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let flags = OFlag::from_bits_truncate(fcntl(writer.as_fd(), FcntlArg::F_GETFL).unwrap());
+    fcntl(writer.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+    let mut full = std::fs::File::from(OwnedFd::from(writer.try_clone().unwrap()));
+    while full.write(&[b'x'; 4096]).is_ok() {}
+    fcntl(writer.as_fd(), FcntlArg::F_SETFL(flags)).unwrap();
+    drop(full);
+    let exec = HostProcess::start(
+        Command::new(step_binary!())
+            .args(["exec", &name, "--", "sleep", "300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(OwnedFd::from(writer))),
+    );
+    let helper = child_running(exec.pid(), "step11-exec");
+    // Forked, in the container, not exec'd: its name is still the runtime's.
+    let waiting = child_running(helper, "step11-exec");
+    let inside = pid_inside(waiting);
+    let attack = format!(
+        "ls /proc/{inside}/fd >/dev/null 2>&1 && echo fds-read || echo fds-denied; \
+         cat /proc/{inside}/environ >/dev/null 2>&1 && echo environ-read || echo environ-denied"
+    );
+    assert_eq!(
+        shell.run(&attack),
+        "fds-denied\nenviron-denied",
+        "root inside reached into exec before its exec"
+    );
+    // Let it go on: once it has exec'd, it is a process of the container like any other, and
+    // the same attack reads it (so the attack itself works).
+    let drain = std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = reader.read_to_end(&mut sink);
+    });
+    let sleep = child_running(helper, "sleep");
+    assert_eq!(sleep, waiting, "the process that waited is the one that exec'd sleep");
+    assert_eq!(
+        shell.run(&attack),
+        "fds-read\nenviron-read",
+        "the attack does not work even on a plain process"
+    );
+    drop(exec);
+    drain.join().unwrap();
+    assert_eq!(shell.exit(0), 0);
+}
+
 #[test]
 fn an_interactive_exec_is_a_second_shell_in_the_container() {
     let name = unique("shell");
