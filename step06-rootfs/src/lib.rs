@@ -2,6 +2,7 @@
 //! the runtime's per-container files ([`state`]) and the rootfs built on first use
 //! ([`default_rootfs`]).
 
+pub mod beneath;
 pub mod default_rootfs;
 pub mod rootfs;
 pub mod state;

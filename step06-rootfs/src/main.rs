@@ -27,8 +27,9 @@ struct Args {
     /// Directory to use as the container's root [default: the workshop's rootfs, built on first use]
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
-    /// Bind-mount a host path into the container, read-only with :ro (repeatable)
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// Bind-mount a host path into the container, read-only with :ro, or an anonymous volume at
+    /// CONTAINER alone, removed after (repeatable)
+    #[arg(short = 'v', long = "volume", value_name = "[HOST:]CONTAINER[:ro]")]
     volumes: Vec<Volume>,
     /// Run the command under a minimal init that passes signals on and reaps orphans
     #[arg(long)]
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         };
         let state = StateDir::create()?;
         state.write_etc_files(&args.hostname)?;
+        let volumes = rootfs::prepare_volumes(&args.volumes, &state, (0, 0))?;
 
         println!("Parent [{:5}] - start a container!", getpid());
         let flags = CloneFlags::CLONE_NEWUTS
@@ -60,7 +62,7 @@ fn main() -> ExitCode {
             rootfs::bind_root(&rootfs)?;
             rootfs::mount_kernel_filesystems(&rootfs)?;
             rootfs::bind_etc_files(&rootfs, state.path())?;
-            rootfs::mount_volumes(&rootfs, &args.volumes)?;
+            rootfs::mount_volumes(&rootfs, &volumes)?;
             rootfs::pivot_root(&rootfs)?;
             if args.init {
                 init::exec_with_init(&args.command.argv())

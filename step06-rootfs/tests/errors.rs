@@ -24,7 +24,7 @@ fn a_rootfs_that_is_a_file() {
 
 #[test]
 fn a_volume_without_a_colon() {
-    refused(&["-v", "/tmp", "true"], "HOST:CONTAINER");
+    refused(&["-v", "tmp", "true"], "HOST:CONTAINER");
 }
 
 #[test]

@@ -28,8 +28,9 @@ struct Args {
     /// Directory to use as the container's root [default: the workshop's rootfs, built on first use]
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
-    /// Bind-mount a host path into the container, read-only with :ro (repeatable)
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// Bind-mount a host path into the container, read-only with :ro, or an anonymous volume at
+    /// CONTAINER alone, removed after (repeatable)
+    #[arg(short = 'v', long = "volume", value_name = "[HOST:]CONTAINER[:ro]")]
     volumes: Vec<Volume>,
     /// Limit CPU time to this many CPUs, e.g. 0.5 for half of one (a hard quota)
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         };
         let state = StateDir::create()?;
         state.write_etc_files(&args.hostname)?;
+        let volumes = rootfs::prepare_volumes(&args.volumes, &state, (0, 0))?;
         let limits = Limits { cpus: args.cpus, memory: args.memory, pids: args.pids };
         let cgroup = Cgroup::create(&limits)?;
 
@@ -73,7 +75,7 @@ fn main() -> ExitCode {
             rootfs::bind_root(&rootfs)?;
             rootfs::mount_kernel_filesystems(&rootfs)?;
             rootfs::bind_etc_files(&rootfs, state.path())?;
-            rootfs::mount_volumes(&rootfs, &args.volumes)?;
+            rootfs::mount_volumes(&rootfs, &volumes)?;
             rootfs::pivot_root(&rootfs)?;
             if args.init {
                 init::exec_with_init(&args.command.argv())

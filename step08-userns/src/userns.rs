@@ -21,16 +21,20 @@
 
 use std::fmt;
 use std::fs;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::str::FromStr;
 
+use nix::fcntl::{OFlag, open, openat};
 use nix::mount::MsFlags;
+use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Pid, Uid, setresgid, setresuid};
 use step01_clone::clone;
 use step01_clone::error::{Context, Error, Result};
 use step05_mount::mount::mount_proc;
+use step06_rootfs::beneath::{move_mount, open_beneath, open_tree, set_mount_attr};
 use step06_rootfs::rootfs::{
-    DEVICES, Rootfs, bind, dev_links_pts_and_shm, ensure_dir, mount_fs, remount_read_only,
+    DEVICES, MountPoint, Rootfs, attach_tmpfs, bind, dev_links_pts_and_shm, ensure_dir, mount_fs,
 };
 
 /// One line of a uid or gid map: `count` ids from `inside` in the container are the ids from
@@ -99,6 +103,11 @@ pub fn check_map(option: &str, lines: &[IdMap]) -> Result<()> {
     Ok(())
 }
 
+/// The host id that id 0 inside is mapped to (0 if it is not: [`check_map`] refuses that).
+pub fn root_outside(map: &[IdMap]) -> u32 {
+    map.iter().find(|line| line.inside == 0).map_or(0, |line| line.outside)
+}
+
 /// Refuses early, with the setting to change, on a host where user namespaces are turned off.
 pub fn check_enabled() -> Result<()> {
     let max = fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
@@ -163,54 +172,45 @@ pub fn mount_kernel_filesystems(root: &Rootfs) -> Result<()> {
 /// whose network namespace belongs to the container, mounts a sysfs of its own there).
 pub fn mount_kernel_filesystems_with(root: &Rootfs, sys: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     mount_proc(ensure_dir(root, "/proc")?)?;
-    sys(&ensure_dir(root, "/sys")?)?;
+    sys(ensure_dir(root, "/sys")?.as_ref())?;
     mount_dev(&ensure_dir(root, "/dev")?)?;
-    mount_fs("tmpfs", &ensure_dir(root, "/tmp")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")?;
-    mount_fs("tmpfs", &ensure_dir(root, "/run")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=755")
+    mount_fs("tmpfs", ensure_dir(root, "/tmp")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")?;
+    mount_fs("tmpfs", ensure_dir(root, "/run")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=755")
 }
 
 /// The host's /sys, read-only: a new sysfs may only be mounted by the user namespace that owns
-/// the network namespace, and the container still shares the host's.
+/// the network namespace, and the container still shares the host's. A copy of the host's /sys
+/// with the mounts below it (the kernel insists: they are locked to it), all made read-only
+/// before it is attached at `sys` (`/proc/self/fd/N` of the mount point).
 fn bind_host_sys(sys: &Path) -> Result<()> {
-    bind(Path::new("/sys"), sys, MsFlags::MS_REC).context("bind-mounting the host's /sys")?;
-    // MS_REC brings the mounts below /sys along (the kernel insists: they are locked to it);
-    // each of them is made read-only too.
-    for mount_point in mounts_under(sys)? {
-        match remount_read_only(&mount_point) {
-            // A mount hidden under another one is listed but cannot be reached: nor can it be
-            // written to.
-            Err(nix::errno::Errno::ENOENT) => {}
-            other => other.context(format!("making {} read-only", mount_point.display()))?,
-        }
-    }
-    Ok(())
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let host = open("/sys", flags, Mode::empty()).context("opening the host's /sys")?;
+    let tree = open_tree(host.as_fd(), true).context("open_tree of the host's /sys")?;
+    set_mount_attr(tree.as_fd(), libc::MOUNT_ATTR_RDONLY).context("making the host's /sys read-only")?;
+    let target = open(sys, flags, Mode::empty()).context("opening /sys in the rootfs")?;
+    move_mount(tree.as_fd(), target.as_fd()).context("mounting the host's /sys")
 }
 // ANCHOR_END: kernel_filesystems
-
-/// The mount points at `dir` and below it, from /proc/self/mountinfo.
-fn mounts_under(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    Ok(mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|point| std::path::PathBuf::from(point.replace("\\040", " ")))
-        .filter(|point| point.starts_with(dir))
-        .collect())
-}
 
 // ANCHOR: dev
 /// A tmpfs /dev in which each device of step 06's list is an empty file with the host's node
 /// bind-mounted over it; the links, /dev/pts and /dev/shm are step 06's (a devpts instance may
 /// be mounted in a user namespace).
-fn mount_dev(dev: &Path) -> Result<()> {
-    mount_fs("tmpfs", dev, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "mode=755,size=64k")?;
+fn mount_dev(dev: &MountPoint) -> Result<()> {
+    let dev = attach_tmpfs(dev, "mode=755,size=64k", libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC)?;
     for (name, _, _) in DEVICES {
-        let node = dev.join(name);
-        fs::File::create(&node).context(format!("creating {}", node.display()))?;
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        drop(
+            openat(&dev, name, flags, Mode::from_bits_truncate(0o666))
+                .context(format!("creating /dev/{name}"))?,
+        );
+        let node = open_beneath(dev.as_fd(), Path::new(name), OFlag::O_PATH)
+            .context(format!("opening /dev/{name}"))?;
         let host = Path::new("/dev").join(name);
-        bind(&host, &node, MsFlags::empty()).context(format!("bind-mounting {}", host.display()))?;
+        bind(&host, step06_rootfs::beneath::fd_path(&node), MsFlags::empty())
+            .context(format!("bind-mounting {}", host.display()))?;
     }
-    dev_links_pts_and_shm(dev)
+    dev_links_pts_and_shm(dev.as_fd())
 }
 // ANCHOR_END: dev
 

@@ -14,8 +14,10 @@
 //! └── release/      and the one above it
 //! ```
 //!
-//! Blank lines and lines starting with `#` are ignored. A layer directory may be a symbolic
-//! link to a directory elsewhere (two images can share a base).
+//! Blank lines and lines starting with `#` are ignored. A layer must be a real directory in the
+//! image directory: not a symbolic link, which could name any directory of the host (`/etc`,
+//! another container's writable layer), and each layer is held open from the moment the image is
+//! read, so that what the container gets is what was checked.
 //!
 //! A layer above the base holds only what changed, in overlayfs's own format, so that overlay can
 //! use it as it is:
@@ -33,12 +35,16 @@ use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::fs;
 use std::io::ErrorKind;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use step01_clone::error::{Context, Error, Result};
+use step06_rootfs::beneath::open_beneath;
 use step06_rootfs::default_rootfs::{self, Source, refresh};
 
 /// Where the workshop's images live.
@@ -53,12 +59,16 @@ pub const LAYERS_FILE: &str = "layers";
 pub struct Image {
     path: PathBuf,
     layers: Vec<PathBuf>,
+    /// The layers' directories, held open (`O_PATH`), base first.
+    fds: Vec<Arc<OwnedFd>>,
 }
 
 impl Image {
     // ANCHOR: open
     /// Reads the image in `dir`: its `layers` file, and the layer directories it names, which
-    /// must all exist. Every mistake is one line naming the image and the fix.
+    /// must all exist and be real directories of the image, each opened from a descriptor of
+    /// the image's directory without following a symbolic link ([`open_beneath`]). Every
+    /// mistake is one line naming the image and the fix.
     pub fn open(dir: &Path) -> Result<Image> {
         let path = fs::canonicalize(dir).map_err(|_| {
             Error::new(format!(
@@ -67,9 +77,10 @@ impl Image {
                 dir.display()
             ))
         })?;
-        if !path.is_dir() {
+        let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let Ok(image_fd) = open(&path, dir_flags, Mode::empty()) else {
             return Err(Error::new(format!("image {} is not a directory", dir.display())));
-        }
+        };
         let list = match fs::read_to_string(path.join(LAYERS_FILE)) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(Error::new(format!(
@@ -81,6 +92,7 @@ impl Image {
             other => other.context(format!("reading {}", path.join(LAYERS_FILE).display()))?,
         };
         let mut layers = Vec::new();
+        let mut fds = Vec::new();
         let mut seen = HashSet::new();
         for (number, line) in list.lines().enumerate().map(|(i, line)| (i + 1, line.trim())) {
             if line.is_empty() || line.starts_with('#') {
@@ -96,12 +108,18 @@ impl Image {
             if !seen.insert(line) {
                 return Err(Error::new(format!("{at}: layer {line} is listed twice")));
             }
-            let layer = fs::canonicalize(path.join(line))
-                .map_err(|_| Error::new(format!("{at}: layer {line} does not exist")))?;
-            if !layer.is_dir() {
-                return Err(Error::new(format!("{at}: layer {line} is not a directory")));
-            }
-            layers.push(layer);
+            let layer = open_beneath(image_fd.as_fd(), Path::new(line), dir_flags).map_err(|errno| {
+                Error::new(match errno {
+                    Errno::ENOENT => format!("{at}: layer {line} does not exist"),
+                    Errno::ELOOP => format!(
+                        "{at}: layer {line} is a symbolic link; a layer must be a real directory in the image"
+                    ),
+                    Errno::ENOTDIR => format!("{at}: layer {line} is not a directory"),
+                    errno => format!("{at}: opening layer {line}: {errno}"),
+                })
+            })?;
+            layers.push(path.join(line));
+            fds.push(Arc::new(layer));
         }
         if layers.is_empty() {
             return Err(Error::new(format!(
@@ -109,7 +127,7 @@ impl Image {
                 dir.display()
             )));
         }
-        Ok(Image { path, layers })
+        Ok(Image { path, layers, fds })
     }
     // ANCHOR_END: open
 
@@ -121,6 +139,12 @@ impl Image {
     /// The layers' directories, base first, as the `layers` file lists them.
     pub fn layers(&self) -> &[PathBuf] {
         &self.layers
+    }
+
+    /// The layers' directories as opened when the image was read, base first: what the
+    /// container gets, whatever their paths lead to by now.
+    pub fn layer_fds(&self) -> impl DoubleEndedIterator<Item = BorrowedFd<'_>> {
+        self.fds.iter().map(|fd| fd.as_fd())
     }
 }
 

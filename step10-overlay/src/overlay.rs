@@ -34,18 +34,20 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, chown};
+use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{OFlag, open};
 use nix::mount::MsFlags;
 use nix::sched::{CloneFlags, unshare};
+use nix::sys::stat::{Mode, SFlag, fstat};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork, pipe2, read, write};
 use step01_clone::error::{Context, Error, Result};
+use step06_rootfs::beneath::{open_beneath, open_tree};
 use step06_rootfs::rootfs::{Rootfs, mount_fs};
 use step06_rootfs::state::StateDir;
 use step08_userns::userns::{IdMap, write_id_maps};
@@ -104,11 +106,16 @@ impl Overlay {
         make_init_layer(&dir.join("init"), image)?;
 
         let userns = user_namespace_with(uid_map, gid_map)?;
-        let read_only = std::iter::once(dir.join("init")).chain(image.layers().iter().rev().cloned());
+        // The image's layers as they were opened when it was read, not their paths again.
+        let init = dir.join("init");
+        let init_fd = open(&init, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .context(format!("opening {}", init.display()))?;
+        let image_layers = image.layers().iter().rev().zip(image.layer_fds().rev());
+        let read_only = std::iter::once((&init, init_fd.as_fd())).chain(image_layers);
         let mut layers = Vec::new();
-        for (i, layer) in read_only.enumerate() {
+        for (i, (layer, fd)) in read_only.enumerate() {
             make_dir(&dir.join("layers").join(i.to_string()), 0o755, (0, 0))?;
-            layers.push(idmapped_mount(&layer, &userns)?);
+            layers.push(idmapped_mount(fd, layer, &userns)?);
         }
         Ok(Overlay { dir, layers })
     }
@@ -138,7 +145,7 @@ impl Overlay {
         );
         let rootfs = self.dir.join("rootfs");
         mount_fs("overlay", &rootfs, MsFlags::empty(), &options)?;
-        Rootfs::open(&rootfs)
+        Rootfs::own(&rootfs)
         // ANCHOR_END: exercise-overlay_mount
     }
     // ANCHOR_END: mount
@@ -180,8 +187,8 @@ fn make_init_layer(init: &Path, image: &Image) -> Result<()> {
             let last = end == parts.len();
             match image_entry(image, &parts[..end].join("/")) {
                 None => break, // not in the image: nothing below it either
-                Some(kind) if kind.is_dir() && (directory || !last) => {}
-                Some(kind) if !kind.is_dir() && last && !directory => {}
+                Some(is_dir) if is_dir && (directory || !last) => {}
+                Some(is_dir) if !is_dir && last && !directory => {}
                 Some(_) => continue 'entries,
             }
         }
@@ -194,11 +201,18 @@ fn make_init_layer(init: &Path, image: &Image) -> Result<()> {
 
 /// What the image shows at `path` (relative to its root): the entry of the topmost layer that
 /// has one, or nothing when that is a whiteout or no layer has one.
-fn image_entry(image: &Image, path: &str) -> Option<fs::FileType> {
-    for layer in image.layers().iter().rev() {
-        if let Ok(meta) = fs::symlink_metadata(layer.join(path)) {
-            let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
-            return (!whiteout).then(|| meta.file_type());
+fn image_entry(image: &Image, path: &str) -> Option<bool> {
+    for layer in image.layer_fds().rev() {
+        match open_beneath(layer, Path::new(path), OFlag::O_PATH) {
+            Ok(fd) => {
+                let stat = fstat(&fd).ok()?;
+                let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+                let whiteout = kind == SFlag::S_IFCHR && stat.st_rdev == 0;
+                return (!whiteout).then_some(kind == SFlag::S_IFDIR);
+            }
+            // A symbolic link on the way: not a directory to make mount points in.
+            Err(Errno::ELOOP) => return Some(false),
+            Err(_) => {}
         }
     }
     None
@@ -247,21 +261,8 @@ fn user_namespace_with(uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<OwnedFd> 
 /// A read-only mount of `layer` whose files' owners are shifted by the maps of `userns`
 /// (host uid 0 shows as 100000 with the default map, which is root in the container), attached
 /// nowhere: a file descriptor. Nothing on disk changes.
-fn idmapped_mount(layer: &Path, userns: &OwnedFd) -> Result<OwnedFd> {
-    let path = CString::new(layer.as_os_str().as_bytes())
-        .map_err(|_| Error::new(format!("{}: a path with a NUL byte", layer.display())))?;
-    // SAFETY: open_tree(2) with a NUL-terminated path; it returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
-        )
-    };
-    let fd = Errno::result(fd).context(format!("open_tree {}", layer.display()))?;
-    // SAFETY: the descriptor open_tree just returned, owned by nothing else.
-    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+fn idmapped_mount(layer: BorrowedFd, name: &Path, userns: &OwnedFd) -> Result<OwnedFd> {
+    let tree = open_tree(layer, false).context(format!("open_tree {}", name.display()))?;
     let attr = libc::mount_attr {
         attr_set: libc::MOUNT_ATTR_IDMAP | libc::MOUNT_ATTR_RDONLY,
         attr_clr: 0,
@@ -288,7 +289,7 @@ fn idmapped_mount(layer: &Path, userns: &OwnedFd) -> Result<OwnedFd> {
             Errno::ENOSYS => " (idmapped mounts need Linux 5.12 or later)",
             _ => "",
         };
-        Error::new(format!("idmapping layer {}: {errno}{hint}", layer.display()))
+        Error::new(format!("idmapping layer {}: {errno}{hint}", name.display()))
     })?;
     Ok(tree)
 }
