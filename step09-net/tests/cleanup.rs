@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use common::{BRIDGE, SUBNET, address_in, host_end, lease};
@@ -38,15 +37,20 @@ fn nothing_is_left_after_a_normal_exit() {
 #[test]
 fn nothing_is_left_when_setup_fails_after_the_network_was_attached() {
     workshop_testkit::require_root();
-    // A volume whose source root inside (uid 100000 on the host) may not reach: the bind mount
-    // fails in the child, after the parent attached the network and let it go.
-    let dir = TempDir::new("net-closed");
-    let source = dir.path().join("inside");
-    fs::create_dir(&source).unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    let spec = format!("{}:/data", source.display());
-    let runtime =
-        workshop_testkit::fails_inside(Command::new(step_binary!()).args(["-v", &spec, "true"]), "inside");
+    // A volume whose mount point in the rootfs is a symbolic link: the container refuses it
+    // while it mounts, after the parent attached the network and let it go.
+    let rootfs = TempDir::new("net-closed");
+    std::os::unix::fs::symlink("/etc", rootfs.path().join("escape")).unwrap();
+    let runtime = workshop_testkit::fails_inside(
+        Command::new(step_binary!()).args([
+            "--rootfs",
+            rootfs.path().to_str().unwrap(),
+            "-v",
+            "/tmp:/escape/x",
+            "true",
+        ]),
+        "symbolic link",
+    );
     assert!(workshop_testkit::leases_of(runtime).is_empty(), "a lease is left");
     assert_veth_goes(runtime);
 }

@@ -78,8 +78,21 @@ fn a_layer_that_is_a_file() {
 #[test]
 fn a_layer_that_cannot_be_idmapped() {
     // procfs does not support idmapped mounts. This is found after the state directory and the
-    // cgroup were made: they must go too.
-    let image = image(Some("proc\n"), &[]);
-    std::os::unix::fs::symlink("/proc/sys", image.path().join("proc")).unwrap();
-    refused(&["--image", path(&image)], "cannot be idmapped");
+    // cgroup were made: they must go too. A layer is a real directory of the image: /proc/sys is
+    // bind-mounted on one, in a mount namespace of the test's own.
+    let image = image(Some("proc\n"), &["proc"]);
+    let script = r#"mount --bind /proc/sys "$1/proc" && exec "$2" --image "$1" true"#;
+    workshop_testkit::contract::refused(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh", path(&image)])
+            .arg(step_binary!()),
+        "cannot be idmapped",
+    );
+}
+
+#[test]
+fn a_layer_that_is_a_symbolic_link() {
+    let image = image(Some("base\nhostetc\n"), &["base"]);
+    std::os::unix::fs::symlink("/etc", image.path().join("hostetc")).unwrap();
+    refused(&["--image", path(&image)], "layer hostetc is a symbolic link");
 }
