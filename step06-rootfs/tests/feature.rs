@@ -6,6 +6,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 use workshop_testkit::{Shell, TempDir, host, run, run_command, step_binary};
 
 #[test]
@@ -102,6 +104,62 @@ fn volumes_are_mounted_read_write_or_read_only() {
     assert_eq!(shell.exit(0), 0);
     assert_eq!(fs::read_to_string(config.path().join("setting")).unwrap(), "from the host\n");
 }
+
+// ANCHOR: anonymous_volume_test
+#[test]
+fn an_anonymous_volume_is_the_containers_own_and_goes_with_it() {
+    let mut shell = Shell::start(&step_binary!(), &["-v", "/data"]);
+    let runtime = shell.runtime_pid();
+    assert_eq!(shell.run("echo from the container > /data/note && echo written"), "written");
+    // On the host: a directory in the container's state directory, while it runs.
+    let state = fs::read_dir("/run/workshop")
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.to_string_lossy().ends_with(&format!("-{runtime}")))
+        .expect("the container's state directory");
+    let volumes: Vec<_> = fs::read_dir(state.join("volumes")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    assert_eq!(fs::read_to_string(volumes[0].join("note")).unwrap(), "from the container\n");
+    assert_eq!(shell.exit(0), 0);
+    assert!(!volumes[0].exists(), "the anonymous volume goes with the container");
+}
+// ANCHOR_END: anonymous_volume_test
+
+// ANCHOR: untouched_test
+#[test]
+fn volumes_leave_the_rootfs_as_it_was_built() {
+    let bin = step_binary!();
+    let dir = TempDir::new("untouched");
+    let (options, rootfs) = common::private_root(&bin, dir.path());
+    let before = common::listing(&rootfs);
+    let data = TempDir::new("untouched-volume");
+    // Writable by anyone: from step 08 on, root in the container is not root on the host.
+    fs::set_permissions(data.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    fs::write(data.path().join("file"), "a file\n").unwrap();
+    let (dir_volume, file) =
+        (data.path().display().to_string(), data.path().join("file").display().to_string());
+    let mut args: Vec<String> = options.clone();
+    for volume in [
+        format!("{dir_volume}:/data"),
+        format!("{dir_volume}:/a/b/c:ro"),
+        format!("{file}:/etc/extra"),
+        format!("{dir_volume}:/usr/share/x"),
+        "/anonymous".to_string(),
+    ] {
+        args.extend(["-v".to_string(), volume]);
+    }
+    let script = "cat /a/b/c/file /etc/extra && ls /usr/share/x && touch /data/new /anonymous/new";
+    args.extend(["--", "sh", "-c", script].map(String::from));
+    let out = run(&bin, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("a file\na file\nfile"), "{out:?}");
+    assert!(data.path().join("new").exists(), "the volume was written");
+    let after = common::listing(&rootfs);
+    let changed: Vec<_> = after.iter().filter(|line| !before.contains(line)).collect();
+    let gone: Vec<_> = before.iter().filter(|line| !after.contains(line)).collect();
+    assert!(changed.is_empty() && gone.is_empty(), "the rootfs changed: new {changed:?}, gone {gone:?}");
+}
+// ANCHOR_END: untouched_test
 
 /// Builds tests/escape.c as a static program in `dir`.
 fn build_escape(dir: &Path) {

@@ -3,7 +3,7 @@
 //! that each of these fails against the step before.
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, symlink};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use step10_overlay::image::{DEFAULT_IMAGE, whiteout};
@@ -114,11 +114,35 @@ fn keep_shows_the_whiteout_in_the_writable_layer_and_the_image_is_unchanged() {
 }
 
 #[test]
+fn keep_keeps_the_anonymous_volumes_beside_the_writable_layer() {
+    let out = run(&step_binary!(), &["--keep", "-v", "/data", "--", "sh", "-c", "echo kept > /data/note"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let line = |prefix: &str| {
+        out.stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("--keep says {prefix:?}: {out:?}"))
+    };
+    let upper = Kept(line("Parent - the writable layer is kept in "));
+    let volumes = line("Parent - the anonymous volumes are kept in ");
+    assert_eq!(volumes.parent(), upper.0.parent(), "beside the writable layer");
+    let notes: Vec<String> = fs::read_dir(&volumes)
+        .unwrap()
+        .map(|volume| fs::read_to_string(volume.unwrap().path().join("note")).unwrap())
+        .collect();
+    assert_eq!(notes, ["kept\n"], "the anonymous volume, with what the container wrote in it");
+}
+
+#[test]
 fn an_image_is_its_layers_in_the_order_listed() {
     let base = default_image().join("base");
     let image = TempDir::new("layers");
     let dir = image.path();
-    symlink(&base, dir.join("base")).unwrap();
+    // A layer is a real directory of its image: a copy of the default image's base.
+    let copied =
+        std::process::Command::new("cp").arg("-a").arg(&base).arg(dir.join("base")).status().unwrap();
+    assert!(copied.success(), "copying {}", base.display());
     for (layer, motd) in [("one", "one\n"), ("two", "two\n")] {
         fs::create_dir_all(dir.join(layer).join("etc")).unwrap();
         fs::write(dir.join(layer).join("etc/motd"), motd).unwrap();
