@@ -336,30 +336,6 @@ pub fn mount_volumes(root: &Rootfs, volumes: &[PreparedVolume]) -> Result<()> {
 }
 // ANCHOR_END: volumes
 
-// ANCHOR: remount_read_only
-/// Makes the bind mount at `target` read-only: `MS_BIND | MS_REMOUNT | MS_RDONLY`, keeping the
-/// flags it already has (nosuid, nodev, noexec, atime). The kernel refuses a remount that would
-/// drop one of them in a user namespace (they are locked), so they are read back first.
-pub fn remount_read_only(target: &Path) -> nix::Result<()> {
-    use nix::sys::statvfs::{FsFlags, statvfs};
-    let have = statvfs(target)?.flags();
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    for (fs_flag, ms_flag) in [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ] {
-        if have.contains(fs_flag) {
-            flags |= ms_flag;
-        }
-    }
-    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-}
-// ANCHOR_END: remount_read_only
-
 // ANCHOR: pivot_root
 /// Makes the rootfs `/` and lets go of the host's tree.
 ///
