@@ -1,6 +1,6 @@
 //! Step 06 of the container workshop: a root filesystem of the container's own ([`rootfs`]),
-//! the runtime's per-container files ([`state`]) and the rootfs built on first use
-//! ([`default_rootfs`]).
+//! paths inside it resolved from file descriptors ([`beneath`]), the runtime's per-container
+//! files ([`state`]) and the rootfs built on first use ([`default_rootfs`]).
 
 pub mod beneath;
 pub mod default_rootfs;

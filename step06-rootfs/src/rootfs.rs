@@ -6,6 +6,10 @@
 //! /etc/hosts, /etc/resolv.conf, bind-mounted from files the runtime writes, as Docker does),
 //! and the host directories the user asked for (volumes). Everything is mounted under the new
 //! root first; `pivot_root` then swaps it in and the host's tree is detached for good.
+//!
+//! The rootfs is someone else's to change (other containers share it): every path in it is
+//! resolved from a descriptor of it, never through a symbolic link, and every mount goes on a
+//! descriptor of what was opened ([`crate::beneath`]). Nothing is ever created in it.
 
 use std::ffi::OsStr;
 use std::fs;
