@@ -384,7 +384,7 @@ pub fn ensure_dir(root: &Rootfs, in_container: &str) -> Result<MountPoint> {
 /// host), and a directory swapped for a link after it was opened changes nothing: the
 /// descriptor holds the directory itself. What is missing is made with `mkdirat`/`openat` in
 /// the directory held open. In a shared rootfs it is not made in the rootfs itself but in a
-/// tmpfs of the container's own laid over the last directory that exists ([`shadow`]).
+/// tmpfs of the container's own laid over the last directory that exists (`shadow`).
 pub fn ensure_in_root(root: &Rootfs, in_container: &Path, directory: bool) -> Result<MountPoint> {
     let names: Vec<&OsStr> = in_container
         .components()
