@@ -130,6 +130,7 @@ impl Container {
     // ANCHOR_END: wait
 }
 
+// ANCHOR: drop
 impl Drop for Container {
     /// A container whose runtime gave up on it (an error before `wait`) does not outlive it.
     fn drop(&mut self) {
@@ -140,6 +141,7 @@ impl Drop for Container {
         }
     }
 }
+// ANCHOR_END: drop
 
 /// What the child needs, passed through clone's `arg` pointer.
 struct Child<'a, F> {
@@ -219,6 +221,7 @@ fn clone_error(errno: Errno, flags: CloneFlags) -> Error {
     Error::new(format!("clone({flags:?}): {errno}{hint}"))
 }
 
+// ANCHOR: stack
 /// An mmap'd stack with a guard page below it: a stack overflow in the child faults instead of
 /// overwriting memory. The stack grows down, so clone() is given its top.
 struct Stack {
@@ -253,6 +256,7 @@ impl Drop for Stack {
         let _ = unsafe { munmap(self.base, self.len) };
     }
 }
+// ANCHOR_END: stack
 
 fn page_size() -> usize {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().map_or(4096, |size| size as usize)

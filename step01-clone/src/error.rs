@@ -13,6 +13,7 @@ pub const EXIT_CANNOT_EXEC: u8 = 126;
 /// The command was not found inside the container.
 pub const EXIT_NOT_FOUND: u8 = 127;
 
+// ANCHOR: error
 /// What went wrong, in one line, and the exit code that says so.
 #[derive(Debug)]
 pub struct Error {
@@ -65,6 +66,7 @@ impl<T> Context<T> for std::io::Result<T> {
         self.map_err(|err| Error::new(format!("{what}: {err}")))
     }
 }
+// ANCHOR_END: error
 
 /// The name this program was started as (`step04-pid`), to prefix error messages with.
 pub fn program_name() -> String {
@@ -82,6 +84,7 @@ pub fn report(error: &Error) {
     eprintln!("{}: {error}", program_name());
 }
 
+// ANCHOR: main
 /// Runs a step's `main`: the body returns the exit code to end with, or an error, which is
 /// printed as one line.
 pub fn main(body: impl FnOnce() -> Result<u8>) -> ExitCode {
@@ -93,3 +96,4 @@ pub fn main(body: impl FnOnce() -> Result<u8>) -> ExitCode {
         }
     }
 }
+// ANCHOR_END: main

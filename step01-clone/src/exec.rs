@@ -20,6 +20,7 @@ pub fn exec(argv: &[OsString]) -> Result<Infallible> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| Error::new(format!("{name}: an argument contains a NUL byte")))?;
     close_inherited_fds_on_exec();
+    set_prompt();
     let mut cannot_execute = None;
     for candidate in candidates(&argv[0]) {
         let errno = execv(&candidate, &args).unwrap_err();
@@ -53,6 +54,17 @@ fn candidates(command: &OsStr) -> Vec<CString> {
     path.as_bytes().split(|&b| b == b':').filter_map(join).collect()
 }
 // ANCHOR_END: exec
+
+/// A shell in the container shows its hostname in its prompt, `[box]# `, so that a transcript
+/// tells the container's lines from the host's `# `. A `PS1` given by the caller is kept.
+fn set_prompt() {
+    if std::env::var_os("PS1").is_none() {
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        // SAFETY: the container's process has one thread here, about to exec: nothing else
+        // reads the environment while it changes.
+        unsafe { std::env::set_var("PS1", format!("[{host}]# ")) };
+    }
+}
 
 /// No file descriptor of the runtime's but stdin, stdout and stderr may reach the command: an
 /// open descriptor to a host directory is a way out of the container (runc's CVE-2024-21626).
