@@ -366,7 +366,8 @@ fn ensure_bridge(host: &mut Netlink, name: &str, subnet: Subnet) -> Result<u32> 
                 prefix: a.prefix,
             };
             return Err(Error::new(format!(
-                "the bridge {name} has the address {}/{}, not {}/{}: use --subnet {theirs} (or WORKSHOP_SUBNET), or another --bridge",
+                "the bridge {name} has the address {}/{}, not {}/{}: use --subnet {theirs} (or WORKSHOP_SUBNET), \
+                 or another --bridge",
                 a.address,
                 a.prefix,
                 subnet.gateway(),
