@@ -26,12 +26,15 @@
 use std::fmt;
 use std::fs;
 use std::io::ErrorKind;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::thread::sleep;
 use std::time::Duration;
 
+use nix::fcntl::{OFlag, open};
 use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::Mode;
 use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
 use nix::unistd::Pid;
 use step01_clone::error::{Context, Error, Result, program_name};
@@ -251,6 +254,8 @@ impl Layout {
 pub struct Cgroup {
     layout: Layout,
     dirs: Vec<PathBuf>,
+    /// On v2: an `O_PATH` fd of the directory, for clone3(2) to create the container in it.
+    fd: Option<OwnedFd>,
 }
 
 // ANCHOR: create
@@ -282,7 +287,7 @@ impl Cgroup {
             enable_controllers(root, &enable)?;
         }
         let name = format!("{}-{}", program_name(), std::process::id());
-        let mut cgroup = Cgroup { dirs: Vec::new(), layout };
+        let mut cgroup = Cgroup { dirs: Vec::new(), layout, fd: None };
         for parent in cgroup.layout.parents() {
             let dir = parent.join(&name);
             if dir.exists() {
@@ -295,6 +300,9 @@ impl Cgroup {
         if let Layout::V2 { root, .. } = &cgroup.layout {
             // Now that our cgroup is in it, nobody removes `workshop` (see Drop).
             enable_controllers(&root.join(PARENT), &enable)?;
+            let dir = &cgroup.dirs[0];
+            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+            cgroup.fd = Some(open(dir, flags, Mode::empty()).context(format!("opening {}", dir.display()))?);
         }
         cgroup.set_limits(limits)?;
         Ok(cgroup)
@@ -334,16 +342,26 @@ impl Cgroup {
     // ANCHOR_END: set_limits
 
     // ANCHOR: join
-    /// Moves the calling process into the cgroup. The container's first process calls it first
-    /// thing, while it is still host root and before it execs, so that everything the container
-    /// runs is born in the cgroup. It writes `0`, "myself": on v1 into the per-thread file
-    /// `tasks`, which lets the kernel move the calling thread without the global lock that
-    /// moving another process takes (and that lock can wait for an RCU grace period, ~10 ms
-    /// here: see the benchmark appendix). v2 has no per-thread file for a cgroup that is not
-    /// threaded, so there it is `cgroup.procs`, and the lock.
+    /// On cgroup v2, the cgroup's directory as an `O_PATH` fd, for
+    /// [`spawn_in`](step01_clone::clone::spawn_in) to create the container in it with clone3(2)
+    /// (Linux 5.7+); `None` on v1, which has no such thing.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Moves the calling process into the cgroup, unless it was born there. The container's
+    /// first process calls it first thing, while it is still host root and before it execs, so
+    /// that everything the container runs is in the cgroup. It writes `0`, "myself": on v1 into
+    /// the per-thread file `tasks`, which lets the kernel move the calling thread without the
+    /// global lock that moving another process takes (and that lock can wait for an RCU grace
+    /// period, ~10 ms here: see the benchmark appendix). v2 has no per-thread file for a cgroup
+    /// that is not threaded, so there it is `cgroup.procs`, and the lock; which is why, on v2,
+    /// clone3 creates the container in its cgroup in the first place ([`Cgroup::fd`]), and then
+    /// there is nothing to do here (`/proc/self/cgroup` says so: one line, `0::/workshop/…`).
     pub fn join(&self) -> Result<()> {
         // ANCHOR: exercise-join write 0 (myself) into cgroup.procs (v2) or tasks (v1) of each of the cgroup's directories
         let file = match self.layout {
+            Layout::V2 { .. } if self.born_in() => return Ok(()),
             Layout::V2 { .. } => "cgroup.procs",
             Layout::V1 { .. } => "tasks",
         };
@@ -355,6 +373,18 @@ impl Cgroup {
         // ANCHOR_END: exercise-join
     }
     // ANCHOR_END: join
+
+    /// On v2: whether the calling process is in the cgroup already (clone3 made it there).
+    fn born_in(&self) -> bool {
+        let Some(name) = self.dirs.first().and_then(|dir| dir.file_name()).and_then(|name| name.to_str())
+        else {
+            return false;
+        };
+        let ours = format!("/{PARENT}/{name}");
+        fs::read_to_string("/proc/self/cgroup").is_ok_and(|text| {
+            text.lines().any(|line| line.strip_prefix("0::").is_some_and(|path| path.ends_with(&ours)))
+        })
+    }
 
     /// The cgroup's directories (one on v2, one per hierarchy on v1).
     pub fn dirs(&self) -> &[PathBuf] {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use nix::sched::CloneFlags;
 use nix::unistd::getpid;
+use step01_clone::terminal::Terminal;
 use step01_clone::{cli, clone, error, exec};
 use step02_uts::uts::{self, Hostname};
 use step04_pid::init;
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNS;
-        let mut container = clone::spawn(flags, || {
+        let mut container = clone::spawn_in(cgroup.fd(), Terminal::inherit(), flags, || {
             cgroup.join()?;
             println!("Container [{:5}] - inside the container!", getpid());
             uts::set_hostname(&args.hostname)?;

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNS;
-        let mut container = clone::spawn_sharing(console.user_terminal(), flags, || {
+        let mut container = clone::spawn_in(cgroup.fd(), console.user_terminal(), flags, || {
             cgroup.join()?;
             console.attach()?;
             println!("Container [{:5}] - inside the container!", getpid());
