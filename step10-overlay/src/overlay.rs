@@ -34,16 +34,16 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::fs::{PermissionsExt, chown, lchown};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, open};
+use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::sys::stat::{SFlag, fstat};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork, pipe2, read, write};
 use step01_clone::error::{Context, Error, Result};
@@ -57,7 +57,10 @@ use crate::image::Image;
 /// The init layer: the mount points the runtime needs in every container, `true` for a
 /// directory. They are made in a layer of their own so that neither the image nor the
 /// container's writable layer gets them (the files are bind-mounted over from the state
-/// directory, as in step 06).
+/// directory, as in step 06). Unlike the image's layers, this one is made for one container: it
+/// is made with the owner root inside has outside (100000 with the default map) and given to
+/// overlay as it is, not idmapped, so it may be on any filesystem: `/run` is a tmpfs on nearly
+/// every distribution, and tmpfs can be idmapped only from Linux 6.3.
 pub const INIT_LAYER: [(&str, bool); 9] = [
     ("proc", true),
     ("sys", true),
@@ -74,7 +77,7 @@ pub const INIT_LAYER: [(&str, bool); 9] = [
 ///
 /// ```text
 /// init/       the init layer
-/// layers/N    where the container attaches read-only layer N (0: init, then the image's, top first)
+/// layers/N    where the container attaches the image's layer N, idmapped (0 is the top one)
 /// upper/      the writable layer, owned by the container's root
 /// work/       overlay's work directory (same filesystem as upper/)
 /// rootfs/     where the container mounts the overlay
@@ -82,7 +85,7 @@ pub const INIT_LAYER: [(&str, bool); 9] = [
 #[derive(Debug)]
 pub struct Overlay {
     dir: PathBuf,
-    /// The read-only layers, idmapped, as mounts attached nowhere yet; top first.
+    /// The image's layers, idmapped, as mounts attached nowhere yet; top first.
     layers: Vec<OwnedFd>,
 }
 
@@ -93,6 +96,7 @@ impl Overlay {
     /// mapped by `uid_map` and `gid_map`.
     pub fn prepare(image: &Image, state: &StateDir, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<Overlay> {
         require_overlay()?;
+        require_idmapped_layers(&nix::sys::utsname::uname().context("uname")?.release().to_string_lossy())?;
         let (uid, gid) = (root_outside(uid_map)?, root_outside(gid_map)?);
         let dir = state.path().join("overlay");
         // Only host root and the container's root may look in: the writable layer holds what
@@ -100,20 +104,17 @@ impl Overlay {
         make_dir(&dir, 0o710, (0, gid))?;
         make_dir(&dir.join("upper"), 0o755, (uid, gid))?;
         make_dir(&dir.join("work"), 0o755, (uid, gid))?;
-        for sub in ["rootfs", "layers", "init"] {
+        for sub in ["rootfs", "layers"] {
             make_dir(&dir.join(sub), 0o755, (0, 0))?;
         }
-        make_init_layer(&dir.join("init"), image)?;
+        make_dir(&dir.join("init"), 0o755, (uid, gid))?;
+        make_init_layer(&dir.join("init"), image, (uid, gid))?;
 
         let userns = user_namespace_with(uid_map, gid_map)?;
         // The image's layers as they were opened when it was read, not their paths again.
-        let init = dir.join("init");
-        let init_fd = open(&init, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .context(format!("opening {}", init.display()))?;
         let image_layers = image.layers().iter().rev().zip(image.layer_fds().rev());
-        let read_only = std::iter::once((&init, init_fd.as_fd())).chain(image_layers);
         let mut layers = Vec::new();
-        for (i, (layer, fd)) in read_only.enumerate() {
+        for (i, (layer, fd)) in image_layers.enumerate() {
             make_dir(&dir.join("layers").join(i.to_string()), 0o755, (0, 0))?;
             layers.push(idmapped_mount(fd, layer, &userns)?);
         }
@@ -130,8 +131,8 @@ impl Overlay {
     /// layer is thrown away at exit: overlay need not flush it to disk when it is unmounted (2 ms
     /// of the 10 a container took here).
     pub fn mount(&self) -> Result<Rootfs> {
-        // ANCHOR: exercise-overlay_mount move_mount each layer to layers/N, then mount overlay on rootfs: lowerdir=..,upperdir=..,workdir=..,userxattr,volatile
-        let mut lower = Vec::new();
+        // ANCHOR: exercise-overlay_mount move_mount each image layer to layers/N, then mount overlay on rootfs: lowerdir=init:layers/0:..,upperdir=..,workdir=..,userxattr,volatile
+        let mut lower = vec![self.dir.join("init").display().to_string()];
         for (i, tree) in self.layers.iter().enumerate() {
             let target = self.dir.join("layers").join(i.to_string());
             move_mount(tree, &target)?;
@@ -179,8 +180,9 @@ fn make_dir(dir: &Path, mode: u32, (uid, gid): (u32, u32)) -> Result<()> {
 /// the image than the mount point itself: a directory on the way that is something else in the
 /// image (a symbolic link, say) is left to the image, and the container's setup refuses it as
 /// step 06 does. A file of the image where a file goes (`/etc/resolv.conf` as a link, often) is
-/// hidden: the runtime's file is bind-mounted there anyway.
-fn make_init_layer(init: &Path, image: &Image) -> Result<()> {
+/// hidden: the runtime's file is bind-mounted there anyway. Every entry belongs to `owner`, the
+/// container's root as the host sees it.
+fn make_init_layer(init: &Path, image: &Image, (uid, gid): (u32, u32)) -> Result<()> {
     'entries: for (path, directory) in INIT_LAYER {
         let parts: Vec<&str> = path.split('/').collect();
         for end in 1..=parts.len() {
@@ -195,6 +197,7 @@ fn make_init_layer(init: &Path, image: &Image) -> Result<()> {
         let target = init.join(path);
         let made = if directory { fs::create_dir(&target) } else { fs::write(&target, "") };
         made.context(format!("creating {} in the init layer", target.display()))?;
+        lchown(&target, Some(uid), Some(gid)).context(format!("chown {}", target.display()))?;
     }
     Ok(())
 }
@@ -313,6 +316,24 @@ fn move_mount(tree: &OwnedFd, target: &Path) -> Result<()> {
     Errno::result(moved).map(drop).context(format!("attaching a layer at {}", target.display()))
 }
 
+/// The first Linux whose overlay takes idmapped layers (and mounts in a user namespace).
+pub const IDMAPPED_LAYERS_SINCE: (u32, u32) = (5, 19);
+
+/// Refuses a kernel older than [`IDMAPPED_LAYERS_SINCE`], `release` being its `uname -r`: there,
+/// overlay refuses idmapped layers with a bare `EINVAL` (Ubuntu 22.04's 5.15, say). The other way,
+/// a chown'd copy of the image per id map, is what such a kernel would need (see the chapter).
+pub fn require_idmapped_layers(release: &str) -> Result<()> {
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    if version >= IDMAPPED_LAYERS_SINCE {
+        return Ok(());
+    }
+    let (major, minor) = IDMAPPED_LAYERS_SINCE;
+    Err(Error::new(format!(
+        "step 10 needs Linux {major}.{minor} or later (an overlay of idmapped layers); this is Linux {release}:          use steps 01-09 here, or a newer kernel"
+    )))
+}
+
 /// Fails with the setting to change when the kernel has no overlay filesystem. `fsopen(2)` asks
 /// the kernel for a filesystem type by name, loading its module when it is one (as a mount
 /// would), and answers `ENODEV` when there is none. Before Linux 5.2 (no `fsopen`), the mount
@@ -332,5 +353,21 @@ fn require_overlay() -> Result<()> {
              (kernel option CONFIG_OVERLAY_FS)",
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::require_idmapped_layers;
+
+    #[test]
+    fn kernels_without_idmapped_overlay_layers_are_refused_by_name() {
+        for old in ["5.15.0-91-generic", "5.4.0", "4.19.0-26-amd64", "5.18.19"] {
+            let error = require_idmapped_layers(old).expect_err(old).to_string();
+            assert!(error.contains("needs Linux 5.19") && error.contains(old), "{old}: {error}");
+        }
+        for new in ["5.19.0", "6.1.0-57-amd64", "6.18.0", "10.0"] {
+            assert!(require_idmapped_layers(new).is_ok(), "{new} was refused");
+        }
     }
 }
