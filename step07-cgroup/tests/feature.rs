@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -139,4 +140,54 @@ fn on_cgroup_v2_limits_are_written_or_the_missing_controller_is_named() {
         workshop_testkit::contract::assert_one_line_error(&out.stderr, "'cpu' controller");
         assert!(out.stderr.contains("cgroup.controllers"), "{out:?}");
     }
+}
+
+/// Makes `command` run under a seccomp filter that answers clone3(2) with ENOSYS, as the filter
+/// of a container runtime does for a system call it does not know (Docker's, before 20.10): the
+/// runtime under test must then fall back to clone(2) and the container join its cgroup itself.
+fn without_clone3(command: &mut Command) -> &mut Command {
+    const ARCH: u32 = if cfg!(target_arch = "x86_64") { 0xc000_003e } else { 0xc000_00b7 }; // AUDIT_ARCH_*
+    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        op(ld, 0, 0, 4), // seccomp_data.arch
+        op(jeq, 0, 3, ARCH),
+        op(ld, 0, 0, 0), // seccomp_data.nr
+        op(jeq, 0, 1, libc::SYS_clone3 as u32),
+        op(ret, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        op(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: between fork and exec the closure only makes two system calls on memory it owns.
+    unsafe {
+        command.pre_exec(move || {
+            let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+            let installed = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                && libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &raw const program) == 0;
+            if installed { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        })
+    }
+}
+
+#[test]
+fn on_cgroup_v2_without_clone3_the_container_joins_its_cgroup_itself() {
+    // On v2 the runtime creates the container in its cgroup with clone3(CLONE_INTO_CGROUP);
+    // where clone3 is refused, the container must still end up there, through the self-join.
+    let args = ["--", "cat", "/proc/self/cgroup", "/proc/self/status"];
+    let out = if unified() {
+        workshop_testkit::run_command(without_clone3(Command::new(step_binary!()).args(args)))
+    } else {
+        let script = r#"mount --make-rprivate / && mount -t cgroup2 none /sys/fs/cgroup && exec "$@""#;
+        workshop_testkit::run_command(without_clone3(
+            Command::new("unshare")
+                .args(["--mount", "sh", "-c", script, "sh"])
+                .arg(step_binary!())
+                .args(args),
+        ))
+    };
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.lines().any(|line| line == "Seccomp:\t2"), "not run under the filter: {out:?}");
+    let line = out.stdout.lines().find(|line| line.starts_with("0::")).unwrap_or_default();
+    assert!(line.starts_with("0::/workshop/step"), "not in a workshop cgroup without clone3: {out:?}");
 }
