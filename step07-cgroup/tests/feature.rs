@@ -142,8 +142,8 @@ fn on_cgroup_v2_limits_are_written_or_the_missing_controller_is_named() {
     }
 }
 
-/// Makes `command` run under a seccomp filter that answers clone3(2) with ENOSYS, as the filter
-/// of a container runtime does for a system call it does not know (Docker's, before 20.10): the
+/// Makes `command` run under a seccomp filter that answers clone3(2) with ENOSYS, as
+/// Docker's default profile does (so that the C library falls back to clone): the
 /// runtime under test must then fall back to clone(2) and the container join its cgroup itself.
 fn without_clone3(command: &mut Command) -> &mut Command {
     const ARCH: u32 = if cfg!(target_arch = "x86_64") { 0xc000_003e } else { 0xc000_00b7 }; // AUDIT_ARCH_*
