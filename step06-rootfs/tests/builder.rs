@@ -132,8 +132,8 @@ fn a_rebuild_leaves_a_running_containers_rootfs_alone() {
     let step06 = env!("CARGO_BIN_EXE_step06-rootfs").as_ref();
     let script = r#"
         WORKSHOP_ROOTFS_FROM=host "$STEP" -- true
-        WORKSHOP_ROOTFS_FROM=host "$STEP" -- sh -c 'sleep 2; ls /bin/sh /etc/workshop-rootfs' > /tmp/first.$$ &
-        sleep 1
+        WORKSHOP_ROOTFS_FROM=host "$STEP" -- sh -c 'sleep 5; ls /bin/sh /etc/workshop-rootfs' > /tmp/first.$$ &
+        until pgrep -f '^sh -c sleep 5; ls /bin/sh' >/dev/null; do sleep 0.1; done   # it runs
         "$STEP" -- true                # rebuilds from busybox while the first one runs
         ls -A /var/lib/workshop | grep -c '^\.rootfs\.old-' || true
         wait $! && cat /tmp/first.$$
