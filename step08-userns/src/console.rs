@@ -12,8 +12,13 @@
 //! mode so that every key, Ctrl-C included, goes through untouched, and passes on changes of
 //! the window size (SIGWINCH).
 //!
-//! Without a terminal (stdin or stdout not a tty, as in CI) there is nothing to relay and the
-//! container inherits the runtime's stdin, stdout and stderr as before.
+//! The container never gets the user's terminal itself, whatever its stdin, stdout and stderr
+//! are: `cmd | cat` leaves stdin on the terminal, `< input` leaves stdout and stderr there, and
+//! any one of them is enough for `TIOCSTI` once the terminal is the container's controlling tty
+//! (which it stays when the container does not start a session of its own). So the container
+//! always calls `setsid()`, which leaves it without a controlling terminal, and each of its
+//! stdin, stdout and stderr that is a terminal is replaced by the pty; pipes and files stay as
+//! they were given. Without any terminal (CI, a script) there is no pty at all.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -41,44 +46,73 @@ pub struct Console {
 struct Pty {
     primary: OwnedFd,
     secondary: Option<OwnedFd>,
+    /// Which of the runtime's stdin, stdout and stderr are terminals (the user's).
+    terminals: [bool; 3],
 }
 
-impl Console {
-    /// Opens a pseudo-terminal like the user's when stdin and stdout are terminals;
-    /// otherwise a console that does nothing.
-    pub fn open() -> Result<Console> {
-        let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-        if !(isatty(&stdin).unwrap_or(false) && isatty(&stdout).unwrap_or(false)) {
-            return Ok(Console { pty: None });
-        }
-        // The user's window size and terminal settings (echo, erase key, …), as `script` does.
-        let size = window_size(stdin.as_fd());
-        let settings = tcgetattr(stdin.as_fd()).ok();
-        let pair = openpty(size.as_ref(), settings.as_ref()).context("openpty")?;
-        Ok(Console { pty: Some(Pty { primary: pair.master, secondary: Some(pair.slave) }) })
+impl Pty {
+    /// The descriptor through which the user sees the container's terminal: stdout if it is a
+    /// terminal, else stderr, else stdin (a terminal is normally open for reading and writing).
+    fn user_output(&self) -> BorrowedFd<'static> {
+        let fd = match self.terminals {
+            [_, true, _] => 1,
+            [_, false, true] => 2,
+            _ => 0,
+        };
+        // SAFETY: 0, 1 and 2 stay open for the runtime's whole life.
+        unsafe { BorrowedFd::borrow_raw(fd) }
     }
+}
 
-    /// What the container does with the user's terminal: nothing when it has a console of its
-    /// own, share it as before when it does not.
+// ANCHOR: open
+impl Console {
+    /// Opens a pseudo-terminal like the user's when any of stdin, stdout and stderr is a
+    /// terminal; otherwise a console that does nothing.
+    pub fn open() -> Result<Console> {
+        // SAFETY: 0, 1 and 2 stay open for the runtime's whole life.
+        let fds = [0, 1, 2].map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
+        let terminals = fds.map(|fd| isatty(fd).unwrap_or(false));
+        let Some(user) = terminals.iter().position(|&t| t).map(|n| fds[n]) else {
+            return Ok(Console { pty: None });
+        };
+        // The user's window size and terminal settings (echo, erase key, …), as `script` does.
+        let size = window_size(user);
+        let settings = tcgetattr(user).ok();
+        let pair = openpty(size.as_ref(), settings.as_ref()).context("openpty")?;
+        Ok(Console { pty: Some(Pty { primary: pair.master, secondary: Some(pair.slave), terminals }) })
+    }
+    // ANCHOR_END: open
+
+    /// What the container does with the user's terminal: nothing, ever (it may have a console
+    /// of its own).
     pub fn user_terminal(&self) -> Terminal {
-        if self.pty.is_some() { Terminal::none() } else { Terminal::inherit() }
+        Terminal::none()
     }
 
     // ANCHOR: attach
-    /// In the container's first process: start a session whose controlling terminal is the
-    /// secondary end, and make it stdin, stdout and stderr.
+    /// In the container's first process: start a session of its own, which has no controlling
+    /// terminal, so the user's is out of reach even where a descriptor of it was inherited;
+    /// then, with a pty, make the secondary end the controlling terminal and put it in place of
+    /// each of stdin, stdout and stderr that was the user's terminal.
     pub fn attach(&self) -> Result<()> {
-        let Some(secondary) = self.pty.as_ref().and_then(|pty| pty.secondary.as_ref()) else {
-            return Ok(());
-        };
         setsid().context("setsid")?;
+        let Some(pty) = self.pty.as_ref() else { return Ok(()) };
+        let Some(secondary) = pty.secondary.as_ref() else { return Ok(()) };
         // SAFETY: TIOCSCTTY takes an int argument (0: do not steal the terminal from another
         // session; this one is new and nobody's).
         Errno::result(unsafe { libc::ioctl(secondary.as_raw_fd(), libc::TIOCSCTTY, 0) })
             .context("TIOCSCTTY")?;
-        dup2_stdin(secondary).context("dup2 stdin")?;
-        dup2_stdout(secondary).context("dup2 stdout")?;
-        dup2_stderr(secondary).context("dup2 stderr")
+        let [stdin, stdout, stderr] = pty.terminals;
+        if stdin {
+            dup2_stdin(secondary).context("dup2 stdin")?;
+        }
+        if stdout {
+            dup2_stdout(secondary).context("dup2 stdout")?;
+        }
+        if stderr {
+            dup2_stderr(secondary).context("dup2 stderr")?;
+        }
+        Ok(())
         // The primary end and the original secondary descriptor are close-on-exec.
     }
     // ANCHOR_END: attach
@@ -111,13 +145,15 @@ impl Console {
         let Some(pty) = self.pty.as_mut() else { return Ok(()) };
         pty.secondary = None; // the container's now: our copy would keep the end open
         let stdin = std::io::stdin();
-        let _raw = RawMode::enter(stdin.as_fd())?;
+        let user_output = pty.user_output();
+        // Keys go through untouched only when the user types into the container.
+        let mut stdin_open = pty.terminals[0];
+        let _raw = if stdin_open { Some(RawMode::enter(stdin.as_fd())?) } else { None };
         let _winch = WindowChanges::watch()?;
         let mut buffer = [0u8; 8192];
-        let mut stdin_open = true;
         loop {
             if RESIZED.swap(false, Ordering::SeqCst) {
-                copy_window_size(stdin.as_fd(), pty.primary.as_fd());
+                copy_window_size(user_output, pty.primary.as_fd());
             }
             let mut fds = vec![PollFd::new(pty.primary.as_fd(), PollFlags::POLLIN)];
             if stdin_open {
@@ -136,12 +172,17 @@ impl Console {
                     Ok(0) | Err(Errno::EIO) => return Ok(()),
                     Err(Errno::EINTR | Errno::EAGAIN) => {}
                     Err(errno) => return Err(errno).context("reading the container's terminal"),
-                    Ok(n) => {
+                    Ok(n) if user_output.as_raw_fd() == 1 => {
                         let mut stdout = std::io::stdout().lock();
                         stdout
                             .write_all(&buffer[..n])
                             .and_then(|()| stdout.flush())
                             .context("writing to the terminal")?;
+                    }
+                    // stderr, or stdin (which may not be open for writing: then the echo of
+                    // what the user types is lost, nothing else).
+                    Ok(n) => {
+                        let _ = write_all(user_output, &buffer[..n]);
                     }
                 }
             }
