@@ -121,3 +121,111 @@ fn tiocsti_cannot_type_into_the_users_terminal_when_stdin_is_a_pipe() {
 fn tiocsti_cannot_type_into_the_users_terminal_from_an_interactive_container() {
     inject_into_the_users_terminal(true, Stdout::Terminal);
 }
+
+// --- Root is root: the kernel's interfaces that only ask for root ------------------------------
+
+/// A read-only loop device over a small ext4 image the test made, holding one file: a disk of
+/// the host's that the container must not read. Detached when dropped.
+struct LoopDisk {
+    device: String,
+    _dir: TempDir,
+}
+
+impl LoopDisk {
+    fn with_file(name: &str, content: &str) -> LoopDisk {
+        let dir = TempDir::new("disk");
+        let files = dir.path().join("files");
+        fs::create_dir(&files).unwrap();
+        fs::write(files.join(name), format!("{content}\n")).unwrap();
+        let image = dir.path().join("disk.img");
+        let made = Command::new("mkfs.ext4").args(["-q", "-d"]).arg(&files).arg(&image).arg("4M").status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfs.ext4 -d must make the test's disk image (e2fsprogs)");
+        // -r: read-only, so nothing in the test can write to it.
+        let out = Command::new("losetup").args(["-f", "--show", "-r"]).arg(&image).output().expect("losetup");
+        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+        LoopDisk { device: String::from_utf8_lossy(&out.stdout).trim().to_owned(), _dir: dir }
+    }
+
+    /// MAJOR MINOR, as mknod wants them.
+    fn numbers(&self) -> String {
+        let name = self.device.trim_start_matches("/dev/");
+        fs::read_to_string(format!("/sys/block/{name}/dev")).unwrap().trim().replace(':', " ")
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.device]).status();
+    }
+}
+
+#[test]
+fn mknod_of_a_host_disk_and_mount_fail() {
+    let secret = format!("the host's disk {}", std::process::id());
+    let disk = LoopDisk::with_file("secret", &secret);
+    // On /dev: the container's /tmp is mounted nodev.
+    let script = format!(
+        "mkdir /tmp/disk; mknod /dev/hostdisk b {} && mount -o ro /dev/hostdisk /tmp/disk && cat /tmp/disk/secret",
+        disk.numbers()
+    );
+    let out = run(&step_binary!(), &["--", "sh", "-c", &script]);
+    eprintln!("{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains(&secret), "the container mounted {} and read it: {out:?}", disk.device);
+    assert!(out.stderr.contains("mknod"), "the container did try mknod: {out:?}");
+}
+
+#[test]
+fn open_by_handle_at_cannot_reach_a_host_file() {
+    let dir = tools("shocker", &["shocker"]);
+    // A file of the host's on the same filesystem as the container's root (/), outside it.
+    let target = TempDir::new("shocker-target");
+    let secret = format!("a host file {}", std::process::id());
+    fs::write(target.path().join("secret"), format!("{secret}\n")).unwrap();
+    let rootfs_device = fs::metadata("/var/lib/workshop/rootfs").map(|m| m.dev()).unwrap_or(0);
+    let on_host = Command::new(dir.path().join("shocker"))
+        .arg("handle")
+        .arg(target.path().join("secret"))
+        .output()
+        .unwrap();
+    let handle = String::from_utf8_lossy(&on_host.stdout).trim().to_owned();
+    let (kind, hex) = handle.split_once(' ').expect("a file handle from the host");
+    let volume = format!("{}:/attack:ro", dir.path().display());
+    let out = run(&step_binary!(), &["-v", &volume, "--", "/attack/shocker", "open", kind, hex]);
+    eprintln!("{}", out.stdout);
+    assert_eq!(
+        fs::metadata(target.path()).unwrap().dev(),
+        rootfs_device,
+        "the target must be on the rootfs's filesystem for the attack to mean anything"
+    );
+    assert!(!out.stdout.contains(&secret), "the container opened a host file by its handle: {out:?}");
+    assert!(out.stdout.contains("open_by_handle_at"), "the attack did run: {out:?}");
+}
+
+#[test]
+fn proc_sys_kernel_core_pattern_cannot_be_opened_for_writing() {
+    // `true >>` opens for writing and writes nothing: the host's core_pattern stays as it is.
+    let script = "if (true >> /proc/sys/kernel/core_pattern) 2>/dev/null; then echo 'core_pattern: open for writing'; \
+                  else echo 'core_pattern: refused'; fi";
+    let before = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let out = run(&step_binary!(), &["--", "sh", "-c", script]);
+    eprintln!("{}", out.stdout);
+    assert_eq!(fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before);
+    assert!(out.stdout.contains("core_pattern: refused"), "root in the container may rewrite the host's core_pattern: {out:?}");
+}
+
+#[test]
+fn a_container_cannot_mount_cgroupfs_and_leave_its_pids_limit() {
+    // Mount the pids hierarchy (v1) or the unified one (v2) and move into its top cgroup.
+    let script = "mkdir /tmp/cg; (mount -t cgroup -o pids pids /tmp/cg 2>/dev/null || mount -t cgroup2 cgroup2 /tmp/cg) \
+                  && echo $$ > /tmp/cg/cgroup.procs && echo moved; cat /proc/self/cgroup";
+    let out = run(&step_binary!(), &["--pids", "20", "--", "sh", "-c", script]);
+    eprintln!("{}{}", out.stdout, out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let pids = lines
+        .iter()
+        .find(|l| l.contains(":pids:"))
+        .or_else(|| lines.iter().find(|l| l.starts_with("0::")))
+        .unwrap_or_else(|| panic!("the container's cgroups: {out:?}"));
+    assert!(pids.contains("/workshop/"), "the container left its pids cgroup: {pids} ({out:?})");
+    assert!(!out.stdout.contains("moved"), "{out:?}");
+}
