@@ -89,7 +89,8 @@ fn inject_into_the_users_terminal(stdin_tty: bool, stdout: Stdout) {
         panic!("the attack program did not run in the container: {}", String::from_utf8_lossy(&out.stdout))
     });
     // What the user's shell would read next: the input queue of the terminal, without waiting.
-    nix::fcntl::fcntl(terminal.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+    nix::fcntl::fcntl(terminal.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+        .unwrap();
     let mut queued = [0u8; 4096];
     let n = nix::unistd::read(&terminal, &mut queued).unwrap_or(0);
     drop(primary);
@@ -210,7 +211,10 @@ fn proc_sys_kernel_core_pattern_cannot_be_opened_for_writing() {
     let out = run(&step_binary!(), &["--", "sh", "-c", script]);
     eprintln!("{}", out.stdout);
     assert_eq!(fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before);
-    assert!(out.stdout.contains("core_pattern: refused"), "root in the container may rewrite the host's core_pattern: {out:?}");
+    assert!(
+        out.stdout.contains("core_pattern: refused"),
+        "root in the container may rewrite the host's core_pattern: {out:?}"
+    );
 }
 
 #[test]

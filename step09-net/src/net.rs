@@ -21,12 +21,18 @@
 //! runtime killed with SIGKILL can be told from live ones and reclaimed.
 //!
 //! With `--net none` the container gets its namespace and `lo` alone.
+//!
+//! Root in the container has `CAP_NET_RAW` in its own namespace, so it can send any packet onto
+//! the bridge, IPv6 router advertisements included. Every interface the runtime makes refuses
+//! them (`accept_ra` and `autoconf` 0 on the bridge, on the host end of each pair and on the
+//! container's `eth0`): otherwise one container could hand its neighbours and the host's bridge
+//! addresses and routes of its choosing (CVE-2020-13401).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -43,6 +49,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::errno::Errno;
 use nix::fcntl::Flock;
 use nix::mount::MsFlags;
+use nix::sched::{CloneFlags, setns};
 use nix::unistd::Pid;
 use step01_clone::error::{Context, Error, Result};
 use step06_rootfs::rootfs::{Rootfs, mount_fs};
@@ -281,6 +288,8 @@ impl Network {
             .index;
         // ip addr add 10.213.0.2/24 broadcast 10.213.0.255 dev eth0
         add_address(&mut inside, eth0, bridged.lease.address, bridged.subnet)?;
+        refuse_router_advertisements(&host_end)?;
+        in_network_namespace(&netns, || refuse_router_advertisements(CONTAINER_IF))?;
         // ip link set eth0 up
         set_up(&mut inside, CONTAINER_IF)?;
         // ip route add default via 10.213.0.1 dev eth0
@@ -380,6 +389,7 @@ fn ensure_bridge(host: &mut Netlink, name: &str, subnet: Subnet) -> Result<u32> 
             add_address(host, index, subnet.gateway(), subnet)?;
         }
     }
+    refuse_router_advertisements(name)?;
     // ip link set workshop0 up
     set_up(host, name)?;
     Ok(index)
@@ -405,6 +415,37 @@ fn unsupported(kind: &str) -> Error {
         kind.to_uppercase()
     ))
 }
+
+// ANCHOR: router_advertisements
+/// `sysctl net.ipv6.conf.IF.accept_ra=0 net.ipv6.conf.IF.autoconf=0`: `interface` (one the
+/// runtime made, never `all` or `default`) ignores IPv6 router advertisements, which any
+/// container can send onto the bridge, and makes no address from their prefixes. The settings
+/// are those of the calling thread's network namespace. Nothing to do without IPv6.
+fn refuse_router_advertisements(interface: &str) -> Result<()> {
+    for setting in ["accept_ra", "autoconf"] {
+        let path = format!("/proc/sys/net/ipv6/conf/{interface}/{setting}");
+        match fs::write(&path, "0") {
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            other => other.context(format!("writing 0 to {path}"))?,
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` in a thread that has entered the network namespace `netns` (setns(2) moves only
+/// the calling thread), for the settings under /proc/sys/net, which are per namespace.
+fn in_network_namespace(netns: &File, f: impl FnOnce() -> Result<()> + Send) -> Result<()> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                setns(netns.as_fd(), CloneFlags::CLONE_NEWNET).context("setns(CLONE_NEWNET)")?;
+                f()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(Error::new("the thread that entered the network namespace failed")))
+    })
+}
+// ANCHOR_END: router_advertisements
 
 // ANCHOR: veth
 /// Creates the veth pair: `host_end` on the host, plugged into the bridge and up, and its peer
