@@ -30,6 +30,7 @@ use step05_mount::mount::mount_proc;
 
 use crate::beneath::{fd_path, kind, move_mount, new_tmpfs, open_beneath, open_tree, set_mount_attr};
 use crate::state::StateDir;
+use crate::tmpfs::TmpfsSizes;
 
 /// A directory that will become the container's `/`.
 #[derive(Clone, Debug)]
@@ -116,14 +117,17 @@ pub fn bind_root(root: &Rootfs) -> Result<()> {
 // ANCHOR: kernel_filesystems
 /// Mounts what a Linux userland expects under the new root: /proc (step 05's), /sys read-only,
 /// a minimal /dev, /dev/pts, /dev/shm, and fresh /tmp and /run. Each goes on the mount point
-/// [`ensure_dir`] holds open, never on a path looked up again.
-pub fn mount_kernel_filesystems(root: &Rootfs) -> Result<()> {
+/// [`ensure_dir`] holds open, never on a path looked up again. The tmpfs ones have a size (see
+/// [`crate::tmpfs`]).
+pub fn mount_kernel_filesystems(root: &Rootfs, sizes: &TmpfsSizes) -> Result<()> {
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_proc(ensure_dir(root, "/proc")?)?;
     mount_fs("sysfs", ensure_dir(root, "/sys")?, nosuid_nodev_noexec | MsFlags::MS_RDONLY, "")?;
-    mount_dev(&ensure_dir(root, "/dev")?)?;
-    mount_fs("tmpfs", ensure_dir(root, "/tmp")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")?;
-    mount_fs("tmpfs", ensure_dir(root, "/run")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=755")?;
+    mount_dev(&ensure_dir(root, "/dev")?, sizes)?;
+    let (tmp, run) =
+        (format!("mode=1777,{}", sizes.tmp.option()), format!("mode=755,{}", sizes.tmp.option()));
+    mount_fs("tmpfs", ensure_dir(root, "/tmp")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &tmp)?;
+    mount_fs("tmpfs", ensure_dir(root, "/run")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &run)?;
     Ok(())
 }
 // ANCHOR_END: kernel_filesystems
@@ -136,7 +140,7 @@ pub const DEVICES: [(&str, u64, u64); 6] =
 
 /// A tmpfs /dev with only the harmless devices, not the host's devtmpfs (which would hand the
 /// container every disk of the host), plus a devpts instance of its own for terminals.
-fn mount_dev(dev: &MountPoint) -> Result<()> {
+fn mount_dev(dev: &MountPoint, sizes: &TmpfsSizes) -> Result<()> {
     // ANCHOR: exercise-mount_dev attach_tmpfs on dev, then mknodat each of DEVICES in it (mode 0666), then dev_links_pts_and_shm
     let dev = attach_tmpfs(dev, "mode=755,size=64k", libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC)?;
     for (name, major, minor) in DEVICES {
@@ -148,7 +152,7 @@ fn mount_dev(dev: &MountPoint) -> Result<()> {
             .or_else(|_| fchmodat(&dev, name, mode, FchmodatFlags::FollowSymlink))
             .context(format!("chmod /dev/{name}"))?;
     }
-    dev_links_pts_and_shm(dev.as_fd())
+    dev_links_pts_and_shm(dev.as_fd(), sizes)
     // ANCHOR_END: exercise-mount_dev
 }
 
@@ -163,8 +167,8 @@ pub fn attach_tmpfs(target: &MountPoint, options: &str, attr: u64) -> Result<Own
 /// The rest of a /dev (`dev`, the root of its tmpfs): the usual links, a devpts instance of the
 /// container's own (`newinstance`: its terminals are numbered apart from the host's) and a tmpfs
 /// for POSIX shared memory.
-pub fn dev_links_pts_and_shm(dev: BorrowedFd) -> Result<()> {
-    // ANCHOR: exercise-dev_links_pts_and_shm symlinkat fd, stdin, stdout, stderr, ptmx in dev; mkdirat pts and shm; a devpts (newinstance) on pts, a tmpfs on shm, each opened with open_beneath
+pub fn dev_links_pts_and_shm(dev: BorrowedFd, sizes: &TmpfsSizes) -> Result<()> {
+    // ANCHOR: exercise-dev_links_pts_and_shm symlinkat fd, stdin, stdout, stderr, ptmx in dev; mkdirat pts and shm; a devpts (newinstance) on pts, a tmpfs of sizes.shm on shm, each opened with open_beneath
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -181,7 +185,8 @@ pub fn dev_links_pts_and_shm(dev: BorrowedFd) -> Result<()> {
     let pts = opened("pts").context("opening /dev/pts")?;
     mount_fs("devpts", &pts, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")?;
     let shm = opened("shm").context("opening /dev/shm")?;
-    mount_fs("tmpfs", &shm, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")
+    let shm_options = format!("mode=1777,{}", sizes.shm.option());
+    mount_fs("tmpfs", &shm, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &shm_options)
     // ANCHOR_END: exercise-dev_links_pts_and_shm
 }
 // ANCHOR_END: dev

@@ -16,6 +16,7 @@ use step05_mount::mount;
 use step06_rootfs::default_rootfs::default_rootfs;
 use step06_rootfs::rootfs::{self, Rootfs, Volume};
 use step06_rootfs::state::StateDir;
+use step06_rootfs::tmpfs::TmpfsSizes;
 use step07_cgroup::cgroup::{Cgroup, Cpus, Limits, Memory, Pids};
 
 /// Run a command as PID 1 of a container with its own hostname, IPC objects, PIDs, mounts and
@@ -46,6 +47,8 @@ struct Args {
     #[arg(long)]
     init: bool,
     #[command(flatten)]
+    tmpfs: TmpfsSizes,
+    #[command(flatten)]
     command: cli::CommandArgs,
 }
 
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
             uts::set_hostname(&args.hostname)?;
             mount::make_private()?;
             rootfs::bind_root(&rootfs)?;
-            rootfs::mount_kernel_filesystems(&rootfs)?;
+            rootfs::mount_kernel_filesystems(&rootfs, &args.tmpfs)?;
             rootfs::bind_etc_files(&rootfs, state.path())?;
             rootfs::mount_volumes(&rootfs, &volumes)?;
             rootfs::pivot_root(&rootfs)?;

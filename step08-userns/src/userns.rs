@@ -36,6 +36,7 @@ use step06_rootfs::beneath::{move_mount, open_beneath, open_tree, set_mount_attr
 use step06_rootfs::rootfs::{
     DEVICES, MountPoint, Rootfs, attach_tmpfs, bind, dev_links_pts_and_shm, ensure_dir, mount_fs,
 };
+use step06_rootfs::tmpfs::TmpfsSizes;
 
 /// One line of a uid or gid map: `count` ids from `inside` in the container are the ids from
 /// `outside` on the host.
@@ -164,18 +165,24 @@ pub fn become_root() -> Result<()> {
 /// Step 06's kernel filesystems, as a user namespace allows them: /proc as before (the PID
 /// namespace belongs to this user namespace); the host's /sys bound read-only instead of a new
 /// sysfs; a /dev whose devices are bind mounts of the host's instead of mknod'ed nodes.
-pub fn mount_kernel_filesystems(root: &Rootfs) -> Result<()> {
-    mount_kernel_filesystems_with(root, bind_host_sys)
+pub fn mount_kernel_filesystems(root: &Rootfs, sizes: &TmpfsSizes) -> Result<()> {
+    mount_kernel_filesystems_with(root, sizes, bind_host_sys)
 }
 
 /// [`mount_kernel_filesystems`], with `sys` putting something on the container's /sys (step 09,
 /// whose network namespace belongs to the container, mounts a sysfs of its own there).
-pub fn mount_kernel_filesystems_with(root: &Rootfs, sys: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub fn mount_kernel_filesystems_with(
+    root: &Rootfs,
+    sizes: &TmpfsSizes,
+    sys: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     mount_proc(ensure_dir(root, "/proc")?)?;
     sys(ensure_dir(root, "/sys")?.as_ref())?;
-    mount_dev(&ensure_dir(root, "/dev")?)?;
-    mount_fs("tmpfs", ensure_dir(root, "/tmp")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=1777")?;
-    mount_fs("tmpfs", ensure_dir(root, "/run")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=755")
+    mount_dev(&ensure_dir(root, "/dev")?, sizes)?;
+    let (tmp, run) =
+        (format!("mode=1777,{}", sizes.tmp.option()), format!("mode=755,{}", sizes.tmp.option()));
+    mount_fs("tmpfs", ensure_dir(root, "/tmp")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &tmp)?;
+    mount_fs("tmpfs", ensure_dir(root, "/run")?, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &run)
 }
 
 /// The host's /sys, read-only: a new sysfs may only be mounted by the user namespace that owns
@@ -196,7 +203,7 @@ fn bind_host_sys(sys: &Path) -> Result<()> {
 /// A tmpfs /dev in which each device of step 06's list is an empty file with the host's node
 /// bind-mounted over it; the links, /dev/pts and /dev/shm are step 06's (a devpts instance may
 /// be mounted in a user namespace).
-fn mount_dev(dev: &MountPoint) -> Result<()> {
+fn mount_dev(dev: &MountPoint, sizes: &TmpfsSizes) -> Result<()> {
     let dev = attach_tmpfs(dev, "mode=755,size=64k", libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NOEXEC)?;
     for (name, _, _) in DEVICES {
         let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
@@ -210,7 +217,7 @@ fn mount_dev(dev: &MountPoint) -> Result<()> {
         bind(&host, step06_rootfs::beneath::fd_path(&node), MsFlags::empty())
             .context(format!("bind-mounting {}", host.display()))?;
     }
-    dev_links_pts_and_shm(dev.as_fd())
+    dev_links_pts_and_shm(dev.as_fd(), sizes)
 }
 // ANCHOR_END: dev
 

@@ -15,6 +15,7 @@ use step05_mount::mount;
 use step06_rootfs::default_rootfs::default_rootfs;
 use step06_rootfs::rootfs::{self, Rootfs, Volume};
 use step06_rootfs::state::StateDir;
+use step06_rootfs::tmpfs::TmpfsSizes;
 use step07_cgroup::cgroup::{Cgroup, Cpus, Limits, Memory, Pids};
 use step08_userns::console::Console;
 use step08_userns::userns::{self, DEFAULT_MAP, IdMap};
@@ -57,6 +58,8 @@ struct Args {
     #[command(flatten)]
     net: NetArgs,
     #[command(flatten)]
+    tmpfs: TmpfsSizes,
+    #[command(flatten)]
     command: cli::CommandArgs,
 }
 
@@ -95,7 +98,7 @@ fn main() -> ExitCode {
             uts::set_hostname(&args.hostname)?;
             mount::make_private()?;
             rootfs::bind_root(&rootfs)?;
-            net::mount_kernel_filesystems(&rootfs)?;
+            net::mount_kernel_filesystems(&rootfs, &args.tmpfs)?;
             console.bind_to_dev_console(&rootfs)?;
             rootfs::bind_etc_files(&rootfs, state.path())?;
             rootfs::mount_volumes(&rootfs, &volumes)?;

@@ -54,6 +54,7 @@ use nix::unistd::Pid;
 use step01_clone::error::{Context, Error, Result};
 use step06_rootfs::rootfs::{Rootfs, mount_fs};
 use step06_rootfs::state::{self, STATE_ROOT};
+use step06_rootfs::tmpfs::TmpfsSizes;
 use step08_userns::userns;
 
 use crate::netlink::Netlink;
@@ -594,8 +595,8 @@ fn ipv4_addresses(netlink: &mut Netlink) -> Result<Vec<HostAddress>> {
 /// Step 08's kernel filesystems, but a sysfs of the container's own on /sys, read-only: its
 /// user namespace owns its network namespace now, which the kernel requires for that, and
 /// /sys/class/net shows the container's interfaces (`lo`, `eth0`) instead of the host's.
-pub fn mount_kernel_filesystems(root: &Rootfs) -> Result<()> {
-    userns::mount_kernel_filesystems_with(root, |sys| {
+pub fn mount_kernel_filesystems(root: &Rootfs, sizes: &TmpfsSizes) -> Result<()> {
+    userns::mount_kernel_filesystems_with(root, sizes, |sys| {
         let read_only = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         // mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
         mount_fs("sysfs", sys, read_only, "")
