@@ -31,7 +31,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::pty::{Winsize, openpty};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::termios::{SetArg, Termios, cfmakeraw, tcgetattr, tcsetattr};
-use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, isatty, setsid};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, getpgrp, isatty, setsid, tcgetpgrp};
 use step01_clone::error::{Context, Result};
 use step01_clone::terminal::Terminal;
 use step06_rootfs::rootfs::{Rootfs, bind, ensure_in_root};
@@ -146,8 +146,10 @@ impl Console {
         pty.secondary = None; // the container's now: our copy would keep the end open
         let stdin = std::io::stdin();
         let user_output = pty.user_output();
-        // Keys go through untouched only when the user types into the container.
-        let mut stdin_open = pty.terminals[0];
+        // Keys go through untouched only when the user types into the container: stdin is
+        // the terminal, and we are its foreground job (in the background, reading it or
+        // changing its mode would stop us with SIGTTIN or SIGTTOU; `cmd > log &`).
+        let mut stdin_open = pty.terminals[0] && tcgetpgrp(stdin.as_fd()) == Ok(getpgrp());
         let _raw = if stdin_open { Some(RawMode::enter(stdin.as_fd())?) } else { None };
         let _winch = WindowChanges::watch()?;
         let mut buffer = [0u8; 8192];
