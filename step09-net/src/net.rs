@@ -271,7 +271,7 @@ impl Network {
     /// In the parent, while the child waits: cables the container's network namespace to the
     /// bridge and configures it, from outside, through a netlink socket opened in it.
     pub fn attach(&self, container: Pid) -> Result<()> {
-        // ANCHOR: exercise-attach open /proc/PID/ns/net, a Netlink in it: lo up; then add_veth, eth0's address, eth0 up, the default route
+        // ANCHOR: exercise-attach open /proc/PID/ns/net, a Netlink in it: lo up; then add_veth, eth0's address, refuse_router_advertisements on the host end and (in_network_namespace) eth0, eth0 up, the default route
         let netns_path = format!("/proc/{container}/ns/net");
         let netns = File::open(&netns_path).context(format!("opening {netns_path}"))?;
         // This socket keeps the namespace alive while it is open: it goes at the end of attach.
