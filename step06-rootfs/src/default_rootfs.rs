@@ -34,7 +34,7 @@ pub const DEFAULT_DIR: &str = "/var/lib/workshop/rootfs";
 
 /// The builder's version, recorded in every rootfs it builds. Raise it whenever what a build
 /// contains changes: caches made by an older builder are then rebuilt on their next use.
-pub const BUILDER: u32 = 2;
+pub const BUILDER: u32 = 3;
 
 /// The file in which a rootfs describes how it was built.
 pub const ABOUT: &str = "etc/workshop-rootfs";
@@ -49,7 +49,7 @@ pub const COMMANDS: &[&str] = &[
     "du", "env", "sleep", "kill", "grep", "sed", "awk", "tr", "cut", "seq", "tty", "stty", "wc", "head",
     "tail", "sort", "uniq", "tee", "xargs", "find", "chmod", "chown", "basename", "dirname", "date", "expr",
     "nproc", "timeout", "which", "readlink", "dd", "od", "md5sum", "yes", "chroot", "unshare", "nsenter",
-    "setpriv", "ipcs", "ipcmk", "ipcrm",
+    "setpriv", "ipcs", "ipcmk", "ipcrm", "nc",
 ];
 // ANCHOR_END: commands
 

@@ -77,7 +77,9 @@ fn root_inside_cannot_write_a_host_roots_file() {
     let answer =
         shell.run("ls -ln /data/hosts-file | cut -c1-30; echo inside >> /data/hosts-file; echo status=$?");
     assert_eq!(shell.exit(0), 0);
-    assert!(answer.ends_with("status=1"), "root inside wrote host root's file: {answer}");
+    // The redirection fails: status 1 in busybox's sh, 2 in dash.
+    let status = answer.rsplit("status=").next().unwrap_or("0");
+    assert!(answer.contains("status=") && status != "0", "root inside wrote host root's file: {answer}");
     assert!(answer.contains("65534"), "host root shows as the overflow id inside: {answer}");
     assert_eq!(fs::read_to_string(dir.path().join("hosts-file")).unwrap(), "host\n");
 }

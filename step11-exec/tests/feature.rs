@@ -94,7 +94,7 @@ fn exec_sees_the_containers_hostname_and_address() {
 fn exec_is_not_pid_1_and_ps_shows_both() {
     let name = unique("pid");
     let (shell, _) = container(&name, &[]);
-    let out = exec(&name, &["sh", "-c", "echo $$; ps -o pid,comm; true"]);
+    let out = exec(&name, &["sh", "-c", "echo $$; ps -e -o pid,comm; true"]);
     assert_eq!(out.code, 0, "{out:?}");
     let printed = printed(&out);
     let mut lines = printed.lines();
@@ -398,7 +398,7 @@ fn an_interactive_exec_is_a_second_shell_in_the_container() {
     assert_ne!(own, "1");
     second.run("echo from-the-second-shell > /tmp/note");
     assert_eq!(first.run("cat /tmp/note"), "from-the-second-shell");
-    assert!(first.run("ps -o pid,comm").lines().any(|l| l.split_whitespace().eq([own.as_str(), "sh"])));
+    assert!(first.run("ps -e -o pid,comm").lines().any(|l| l.split_whitespace().eq([own.as_str(), "sh"])));
     second.session.send_line("exit 3").unwrap();
     assert_eq!(second.wait(), 3);
     assert_eq!(first.exit(0), 0);
