@@ -223,16 +223,18 @@ fn cgroup_mounts(cgroup: &Cgroup) -> Result<Vec<CgroupMount>> {
     for dir in cgroup.dirs() {
         // <mount point>/workshop/<name>
         let Some(point) = dir.parent().and_then(Path::parent) else { continue };
-        let found = mountinfo.lines().find_map(|line| {
+        // The last mount at that point is the one on top (a v2 host may have a tmpfs below).
+        let found = mountinfo.lines().rev().find_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
             let dash = fields.iter().position(|f| *f == "-")?;
-            if Path::new(fields.get(4)?) != point {
+            let fstype = fields.get(dash + 1)?;
+            if Path::new(fields.get(4)?) != point || !matches!(*fstype, "cgroup" | "cgroup2") {
                 return None;
             }
             Some((fields.get(dash + 1)?.to_string(), fields.get(dash + 3)?.to_string()))
         });
         let Some((fstype, super_options)) = found else {
-            return Err(Error::new(format!("{} is not in /proc/self/mountinfo", point.display())));
+            return Err(Error::new(format!("no cgroup filesystem is mounted at {}", point.display())));
         };
         let name = point.strip_prefix(CGROUP_ROOT).unwrap_or(point).to_string_lossy().into_owned();
         // Keep what names the hierarchy; `rw` is the superblock's, and a release agent may only
