@@ -325,7 +325,12 @@ impl Hardening {
             let is_dir = SFlag::from_bits_truncate(fstat(&fd).context(path)?.st_mode) & SFlag::S_IFMT
                 == SFlag::S_IFDIR;
             if is_dir {
-                mount_at("tmpfs", &fd, MsFlags::MS_RDONLY, None)
+                mount_at(
+                    "tmpfs",
+                    &fd,
+                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    None,
+                )
             } else {
                 bind_at(&null, &fd, MsFlags::empty())
             }
