@@ -138,6 +138,9 @@ pub fn capabilities(add: &[CapName], drop: &[CapName]) -> CapsHashSet {
 }
 // ANCHOR_END: tweak
 
+/// The file in a container's state directory that tells `exec` the container's restrictions.
+pub const SETTINGS_FILE: &str = "hardening";
+
 /// Everything the container's process needs to harden itself, made by the runtime before the
 /// fork: the capabilities to keep, the compiled seccomp filter, what to mount at /sys/fs/cgroup.
 #[derive(Debug)]
@@ -170,6 +173,44 @@ impl Hardening {
     pub fn capabilities(&self) -> &CapsHashSet {
         &self.caps
     }
+
+    // ANCHOR: publish
+    /// Writes into the container's state directory what `exec` must apply to every process it
+    /// starts there: the capabilities and whether there is a seccomp filter. (The masks and the
+    /// cgroup namespace it gets by entering the container's namespaces.)
+    pub fn publish(&self, state_dir: &Path) -> Result<()> {
+        let mut names: Vec<String> = self.caps.iter().map(|cap| cap.to_string()).collect();
+        names.sort();
+        let seccomp = if self.seccomp.is_some() { "default" } else { "unconfined" };
+        let text = format!("capabilities {}\nseccomp {seccomp}\n", names.join(","));
+        let file = state_dir.join(SETTINGS_FILE);
+        fs::write(&file, text).context(format!("writing {}", file.display()))
+    }
+
+    /// In `exec`, before its fork: the restrictions of the container whose state directory is
+    /// `state_dir`, as [`Hardening::publish`] wrote them, with the filter compiled.
+    pub fn for_exec(state_dir: &Path) -> Result<Hardening> {
+        let file = state_dir.join(SETTINGS_FILE);
+        let text = fs::read_to_string(&file).context(format!("reading {}", file.display()))?;
+        let bad = || Error::new(format!("{} is not what the runtime wrote", file.display()));
+        let mut caps = None;
+        let mut seccomp = None;
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some(("capabilities", list)) => {
+                    let parsed: Result<CapsHashSet, _> =
+                        list.split(',').filter(|n| !n.is_empty()).map(str::parse::<Capability>).collect();
+                    caps = Some(parsed.map_err(|_| bad())?);
+                }
+                Some(("seccomp", "default")) => seccomp = Some(Some(seccomp_filter()?)),
+                Some(("seccomp", "unconfined")) => seccomp = Some(None),
+                _ => return Err(bad()),
+            }
+        }
+        let (Some(caps), Some(seccomp)) = (caps, seccomp) else { return Err(bad()) };
+        Ok(Hardening { caps, seccomp, mask_system_paths: false, cgroup_mounts: Vec::new() })
+    }
+    // ANCHOR_END: publish
 
     // ANCHOR: restrict
     /// The last thing before exec: capabilities, then no_new_privs, then the seccomp filter. Each
@@ -546,4 +587,53 @@ fn add_x32_numbers(rules: &mut BTreeMap<i64, Vec<SeccompRule>>) {
 
 fn seccomp_error(error: impl fmt::Display) -> Error {
     Error::new(format!("building the seccomp filter: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<CapName> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn capability_names_as_docker_spells_them() {
+        assert_eq!("net_raw".parse::<CapName>(), Ok(CapName::One(Capability::CAP_NET_RAW)));
+        assert_eq!("CAP_SYS_ADMIN".parse::<CapName>(), Ok(CapName::One(Capability::CAP_SYS_ADMIN)));
+        assert_eq!("all".parse::<CapName>(), Ok(CapName::All));
+        assert!("NET_BOGUS".parse::<CapName>().unwrap_err().contains("unknown capability"));
+    }
+
+    #[test]
+    fn docker_rule_for_adding_and_dropping() {
+        assert_eq!(capabilities(&[], &[]), DEFAULT_CAPS.into_iter().collect());
+        let without_raw = capabilities(&[], &names(&["NET_RAW"]));
+        assert_eq!(without_raw.len(), 13);
+        assert!(!without_raw.contains(&Capability::CAP_NET_RAW));
+        assert_eq!(capabilities(&names(&["NET_RAW"]), &names(&["ALL"])), [Capability::CAP_NET_RAW].into());
+        assert_eq!(capabilities(&names(&["ALL"]), &names(&["SYS_ADMIN"])).len(), caps::all().len() - 1);
+        // Both dropped and added: kept, as Docker does.
+        assert!(capabilities(&names(&["NET_RAW"]), &names(&["NET_RAW"])).contains(&Capability::CAP_NET_RAW));
+    }
+
+    #[test]
+    fn the_filter_compiles_and_the_settings_round_trip() {
+        assert_eq!(seccomp_filter().unwrap().len(), 2);
+        let dir = std::env::temp_dir().join(format!("harden-unit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let caps = capabilities(&[], &names(&["NET_RAW"]));
+        let hardening = Hardening {
+            caps: caps.clone(),
+            seccomp: None,
+            mask_system_paths: true,
+            cgroup_mounts: Vec::new(),
+        };
+        hardening.publish(&dir).unwrap();
+        let read = Hardening::for_exec(&dir).unwrap();
+        assert_eq!((read.caps, read.seccomp.is_none()), (caps, true));
+        fs::write(dir.join(SETTINGS_FILE), "capabilities CAP_NOPE\nseccomp default\n").unwrap();
+        assert!(Hardening::for_exec(&dir).is_err());
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
