@@ -45,15 +45,14 @@ fn a_mount_in_a_nested_user_namespace_is_refused() {
     // The way in to CVE-2022-0185 and its kind: a user namespace of one's own, where root has
     // every capability again, and a filesystem the kernel parses on its behalf.
     let nested = shell.run("unshare -U -r -m sh -c 'mount -t tmpfs attack /mnt && echo mounted' 2>&1");
-    assert!(nested.contains("Operation not permitted") && !nested.contains("mounted"), "{nested}");
+    assert!(refused(&nested) && !nested.contains("mounted"), "{nested}");
     let user_ns = shell.run("unshare -U true 2>&1; echo status $?");
-    assert!(user_ns.contains("Operation not permitted") && user_ns.ends_with("status 1"), "{user_ns}");
+    assert!(refused(&user_ns) && user_ns.ends_with("status 1"), "{user_ns}");
     // Nor in the container's own mount namespace, nor into another namespace.
-    // (busybox's mount says EPERM that way)
     let direct = shell.run("mount -t tmpfs attack /mnt 2>&1 && echo mounted");
-    assert_eq!(direct, "mount: permission denied (are you root?)");
+    assert!(refused(&direct) && !direct.contains("mounted"), "{direct}");
     let enter = shell.run("nsenter -t 1 -m true 2>&1; echo status $?");
-    assert!(enter.contains("Operation not permitted") && !enter.ends_with("status 0"), "{enter}");
+    assert!(refused(&enter) && !enter.ends_with("status 0"), "{enter}");
     assert_eq!(shell.exit(0), 0);
 }
 
@@ -98,7 +97,8 @@ fn the_hosts_files_in_proc_and_sys_are_masked() {
         assert!(listed.is_empty() || listed == "0", "{dir} shows {listed} entries");
     }
     assert_eq!(shell.run("test -d /sys/firmware && echo there"), "there");
-    assert_eq!(shell.run("touch /sys/firmware/x 2>&1"), "touch: /sys/firmware/x: Read-only file system");
+    let touched = shell.run("touch /sys/firmware/x 2>&1");
+    assert!(touched.ends_with("Read-only file system"), "{touched}");
     assert_eq!(shell.exit(0), 0);
 }
 
@@ -137,8 +137,19 @@ fn root_has_dockers_capabilities_and_no_more() {
     assert_eq!(status, expected);
     // Without CAP_SYS_ADMIN, the hostname is the runtime's to set, as in Docker.
     let renamed = shell.run("hostname attacker 2>&1; hostname");
-    assert_eq!(renamed, "hostname: sethostname: Operation not permitted\ncontainer");
+    assert!(renamed.ends_with("\ncontainer") && renamed.lines().count() == 2, "{renamed}");
     assert_eq!(shell.exit(0), 0);
+}
+
+/// Whether a tool said EPERM, as busybox's or util-linux's tools say it.
+fn refused(output: &str) -> bool {
+    let output = output.to_lowercase();
+    output.contains("operation not permitted") || output.contains("permission denied")
+}
+
+/// Whether ping's summary says the one ping was answered (busybox's or iputils').
+fn received_one(output: &str) -> bool {
+    output.contains(", 1 packets received") || output.contains(", 1 received")
 }
 
 /// Pings the container's gateway (the host's bridge) once.
@@ -151,13 +162,13 @@ fn cap_drop_and_cap_add_change_what_root_may_do() {
     let mut dropped = Shell::start(&step_binary!(), &["--cap-drop", "NET_RAW"]);
     assert_eq!(dropped.run("grep CapBnd /proc/self/status"), "CapBnd:\t00000000a80405fb");
     let refused = ping_gateway(&mut dropped);
-    assert!(refused.contains("permission denied") && !refused.contains("1 packets received"), "{refused}");
+    assert!(self::refused(&refused) && !received_one(&refused), "{refused}");
     assert_eq!(dropped.exit(0), 0);
 
     let mut added = Shell::start(&step_binary!(), &["--cap-drop", "all", "--cap-add", "cap_net_raw"]);
     assert_eq!(added.run("grep CapBnd /proc/self/status"), "CapBnd:\t0000000000002000");
     let pinged = ping_gateway(&mut added);
-    assert!(pinged.contains("1 packets received"), "{pinged}");
+    assert!(received_one(&pinged), "{pinged}");
     assert_eq!(added.exit(0), 0);
 
     let all = run(&step_binary!(), &["--cap-add", "ALL", "--", "grep", "CapBnd", "/proc/self/status"]);
