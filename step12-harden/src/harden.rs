@@ -33,9 +33,11 @@ use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
 };
 
-use step01_clone::error::{Context, Error, Result};
+use step01_clone::error::{Context, Error, Result, program_name};
 use step06_rootfs::rootfs::remount_read_only;
+use step06_rootfs::state::STATE_ROOT;
 use step07_cgroup::cgroup::{CGROUP_ROOT, Cgroup};
+use step11_exec::published::Published;
 
 // ANCHOR: args
 /// The options of `docker run` that loosen or tighten the defences.
@@ -187,11 +189,27 @@ impl Hardening {
         fs::write(&file, text).context(format!("writing {}", file.display()))
     }
 
-    /// In `exec`, before its fork: the restrictions of the container whose state directory is
-    /// `state_dir`, as [`Hardening::publish`] wrote them, with the filter compiled.
-    pub fn for_exec(state_dir: &Path) -> Result<Hardening> {
+    /// In `exec`, before its fork: the restrictions of the running container `published`, as
+    /// its runtime wrote them with [`Hardening::publish`] in its state directory
+    /// (`/run/workshop/<program>-<runtime pid>`, the runtime being this program), with the filter
+    /// compiled. A container whose runtime wrote none (one started by step 11) gets Docker's
+    /// defaults: more restricted than it is, never less.
+    pub fn for_exec(published: &Published) -> Result<Hardening> {
+        let state_dir = Path::new(STATE_ROOT).join(format!("{}-{}", program_name(), published.runtime.pid));
+        Self::read_settings(&state_dir)
+    }
+
+    fn read_settings(state_dir: &Path) -> Result<Hardening> {
         let file = state_dir.join(SETTINGS_FILE);
-        let text = fs::read_to_string(&file).context(format!("reading {}", file.display()))?;
+        let text = match fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let caps = DEFAULT_CAPS.into_iter().collect();
+                let seccomp = Some(seccomp_filter()?);
+                return Ok(Hardening { caps, seccomp, mask_system_paths: false, cgroup_mounts: Vec::new() });
+            }
+            Err(e) => return Err(e).context(format!("reading {}", file.display())),
+        };
         let bad = || Error::new(format!("{} is not what the runtime wrote", file.display()));
         let mut caps = None;
         let mut seccomp = None;
@@ -630,10 +648,13 @@ mod tests {
             cgroup_mounts: Vec::new(),
         };
         hardening.publish(&dir).unwrap();
-        let read = Hardening::for_exec(&dir).unwrap();
+        let read = Hardening::read_settings(&dir).unwrap();
         assert_eq!((read.caps, read.seccomp.is_none()), (caps, true));
         fs::write(dir.join(SETTINGS_FILE), "capabilities CAP_NOPE\nseccomp default\n").unwrap();
-        assert!(Hardening::for_exec(&dir).is_err());
+        assert!(Hardening::read_settings(&dir).is_err());
+        fs::remove_file(dir.join(SETTINGS_FILE)).unwrap();
+        let default = Hardening::read_settings(&dir).unwrap();
+        assert_eq!((default.caps, default.seccomp.is_some()), (DEFAULT_CAPS.into_iter().collect(), true));
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -1,7 +1,8 @@
 //! Step 12: + what Docker puts behind the namespaces. The container gets a cgroup namespace (its
 //! cgroup is its `/`), a /proc and /sys whose host-describing files are masked or read-only,
 //! Docker's 14 capabilities instead of all of them, no_new_privs, and a seccomp filter that
-//! refuses the system calls a container has no business making (mount, unshare, keyctl, bpf, …).
+//! refuses the system calls a container has no business making (mount, unshare, keyctl, bpf, …);
+//! and so does every process that `exec` starts in it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,27 +10,39 @@ use std::process::ExitCode;
 use clap::Parser;
 use nix::sched::CloneFlags;
 use nix::unistd::getpid;
+use step01_clone::error::Result;
 use step01_clone::{cli, clone, error, exec};
 use step02_uts::uts::{self, Hostname};
 use step04_pid::init;
 use step05_mount::mount;
 use step06_rootfs::rootfs::{self, Volume};
-use step06_rootfs::state::StateDir;
 use step07_cgroup::cgroup::{Cgroup, Cpus, Limits, Memory, Pids};
 use step08_userns::console::Console;
 use step08_userns::userns::{self, DEFAULT_MAP, IdMap};
 use step09_net::net::{self, NetArgs, Network};
 use step10_overlay::image::{Image, default_image};
 use step10_overlay::overlay::Overlay;
+use step11_exec::enter::{self, ExecArgs, Subcommand, Target};
+use step11_exec::published::{self, Details, Name, Ready};
 use step12_harden::harden::{self, Hardening, SecurityArgs};
 
 /// Run a command as PID 1 of a container with its own hostname, IPC objects, PIDs, mounts and
 /// root filesystem, within limits on CPU, memory and processes, as root inside who is nobody
-/// outside, with a network of its own, on an image's layers under a writable layer of its own,
-/// with a cgroup namespace, masked /proc, Docker's capabilities, no_new_privs and seccomp.
+/// outside, with a network of its own, on an image's layers under a writable layer of its own;
+/// under a name, by which another command can enter it; with a cgroup namespace, masked /proc,
+/// Docker's capabilities, no_new_privs and seccomp.
 #[derive(Parser)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Subcommands (the first argument, exactly):\n  \
+        exec NAME [--] [COMMAND [ARG]...]  Run COMMAND in the running container NAME [default: /bin/sh]\n  \
+        ps                                 List the running containers\n\n\
+        To run a command called exec or ps in a new container, put -- before it: step12-harden -- ps"
+)]
 struct Args {
+    /// The container's name, unique among running containers [default: container-PID]
+    #[arg(long, value_name = "NAME")]
+    name: Option<Name>,
     /// Hostname inside the container
     #[arg(long, value_name = "NAME", default_value = "container", allow_hyphen_values = true)]
     hostname: Hostname,
@@ -69,8 +82,15 @@ struct Args {
     command: cli::CommandArgs,
 }
 
+// ANCHOR: run
 fn main() -> ExitCode {
     error::main(|| {
+        // `exec NAME …` and `ps` as the first argument; anything else runs a container.
+        match enter::subcommand() {
+            Subcommand::Exec(args) => return exec_in(args),
+            Subcommand::Ps => return ps(),
+            Subcommand::Run => {}
+        }
         let args: Args = cli::parse();
         cli::require_root()?;
         userns::check_enabled()?;
@@ -80,16 +100,20 @@ fn main() -> ExitCode {
             Some(dir) => Image::open(dir)?,
             None => default_image()?,
         };
-        let state = StateDir::create()?;
+        let name = args.name.clone().unwrap_or_else(Name::generate);
+        let state = published::claim(&name)?;
         state.write_etc_files(&args.hostname)?;
         let limits = Limits { cpus: args.cpus, memory: args.memory, pids: args.pids };
         let cgroup = Cgroup::create(&limits)?;
         let hardening = Hardening::prepare(&args.security, &cgroup)?;
+        hardening.publish(state.path())?;
         let network = Network::prepare(&args.net)?;
         let overlay = Overlay::prepare(&image, &state, &args.uid_map, &args.gid_map)?;
         let mut console = Console::open()?;
+        let ready = Ready::new()?;
 
         println!("Parent [{:5}] - start a container!", getpid());
+        println!("Parent - the container is {name}: `step12-harden exec {name}` enters it");
         let flags = CloneFlags::CLONE_NEWUSER
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC
@@ -112,6 +136,7 @@ fn main() -> ExitCode {
             rootfs::pivot_root(&rootfs)?;
             hardening.mount_cgroups()?;
             hardening.mask_paths()?;
+            ready.signal()?;
             hardening.restrict()?;
             if args.init {
                 init::exec_with_init(&args.command.argv())
@@ -122,6 +147,17 @@ fn main() -> ExitCode {
         userns::write_id_maps(container.pid(), &args.uid_map, &args.gid_map)?;
         network.attach(container.pid())?;
         container.start()?;
+        if ready.wait()? {
+            let details = Details {
+                uid_map: &args.uid_map,
+                gid_map: &args.gid_map,
+                cgroup: cgroup.dirs(),
+                image: image.path(),
+                upper: &state.path().join("overlay/upper"),
+                command: &args.command.argv(),
+            };
+            published::publish(&state, container.pid(), details)?;
+        }
         console.relay()?;
         let code = container.wait()?;
         println!("Parent - container stopped!");
@@ -131,3 +167,30 @@ fn main() -> ExitCode {
         Ok(code)
     })
 }
+// ANCHOR_END: run
+
+/// `step12-harden ps`: the running containers.
+fn ps() -> Result<u8> {
+    cli::require_root()?;
+    published::ps()
+}
+
+// ANCHOR: exec_in
+/// `step12-harden exec NAME [--] [COMMAND [ARG]...]`: COMMAND in the running container NAME, in
+/// its cgroup and namespaces, as root inside, with a terminal of its own when stdin is one; and
+/// with the container's capabilities, no_new_privs and seccomp filter, applied last.
+fn exec_in(args: ExecArgs) -> Result<u8> {
+    cli::require_root()?;
+    let target = Target::open(&args.name)?;
+    let hardening = Hardening::for_exec(target.published())?;
+    let mut console = Console::open()?;
+    // A child of our own, in no new namespace: it joins the container's, then forks the command.
+    let mut helper = clone::spawn_sharing(console.user_terminal(), CloneFlags::empty(), || {
+        target.join()?;
+        target.fork_exec(&console, &args.command.argv(), || hardening.restrict())
+    })?;
+    helper.start()?;
+    console.relay()?;
+    helper.wait()
+}
+// ANCHOR_END: exec_in

@@ -260,3 +260,39 @@ fn security_opt_turns_a_defence_off_for_the_exercise() {
     );
     assert!(unmasked.stdout.contains("acpi") || unmasked.stdout.contains("memmap"), "{unmasked:?}");
 }
+
+/// A container name unique to this test process and call.
+fn unique(what: &str) -> String {
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!("h{}-{}-{what}", std::process::id(), COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}
+
+#[test]
+fn processes_that_exec_starts_are_restricted_too() {
+    let name = unique("exec");
+    let mut shell = Shell::start(&step_binary!(), &["--name", &name, "--cap-drop", "NET_RAW"]);
+    shell.run(":");
+    let exec = |script: &str| {
+        let out = run(&step_binary!(), &["exec", &name, "--", "sh", "-c", script]);
+        let printed: Vec<&str> =
+            out.stdout.lines().filter(|l| !l.contains("inside the container!")).collect();
+        (out.code, printed.join("\n"))
+    };
+    // The container's capabilities (without NET_RAW, as it was started), not all of them, and
+    // no_new_privs and the filter: setns into a user namespace gives every capability in it.
+    let (code, status) = exec("grep -E '^(CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status");
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(
+        status,
+        "CapEff:\t00000000a80405fb\nCapBnd:\t00000000a80405fb\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2"
+    );
+    let (_, nested) =
+        exec("unshare -U -r -m sh -c 'mount -t tmpfs attack /mnt && echo mounted' 2>&1; echo status $?");
+    assert!(refused(&nested) && !nested.contains("mounted") && nested.ends_with("status 1"), "{nested}");
+    // The masks and the cgroup namespace are the container's namespaces': exec is in them.
+    let (_, seen) = exec("stat -c %t,%T /proc/keys; cat /proc/self/cgroup");
+    let mut lines = seen.lines();
+    assert_eq!(lines.next(), Some("1,3"), "{seen}");
+    assert!(lines.all(|line| line.ends_with(":/")), "{seen}");
+    assert_eq!(shell.exit(0), 0);
+}
