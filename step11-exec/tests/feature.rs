@@ -59,8 +59,8 @@ fn exec_in_background(name: &str, argv: &[&str], comm: &str) -> (HostProcess, Pi
     // The helper runs the binary under test (a later step's, under progression): its comm is
     // the binary's name, cut to 15 bytes by the kernel.
     let binary = step_binary!();
-    let comm: String = binary.file_name().unwrap().to_string_lossy().chars().take(15).collect();
-    let helper = child_running(exec.pid(), &comm);
+    let helper_comm: String = binary.file_name().unwrap().to_string_lossy().chars().take(15).collect();
+    let helper = child_running(exec.pid(), &helper_comm);
     let command = child_running(helper, comm);
     (exec, command)
 }
