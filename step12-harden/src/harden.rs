@@ -1,10 +1,11 @@
 //! Step 12's new idea: what Docker puts behind the namespaces.
 //!
-//! After step 10, root in the container is nobody on the host, but inside its user namespace it
+//! After step 11, root in the container is nobody on the host, but inside its user namespace it
 //! still holds every capability, may call every system call the kernel has (each one a way into
 //! kernel code that a bug can turn into an escape), reads /proc files that describe the host,
-//! and sees the host's cgroup tree. Docker, runc and crun close that with five defences, applied
-//! in this order, because each one takes away something the next steps still need:
+//! and sees the host's cgroup tree; and so does every process `exec` starts in it. Docker, runc
+//! and crun close that with five defences, applied in this order, because each one takes away
+//! something the next steps still need:
 //!
 //! 1. a **cgroup namespace**, made right after the container joined its cgroup, so that this
 //!    cgroup is the container's `/`; and a read-only cgroup filesystem showing only it;
@@ -14,7 +15,9 @@
 //! 5. a **seccomp filter**, last, just before exec: it forbids `mount`, so everything that
 //!    mounts must be done by then.
 //!
-//! The filter is compiled before the fork, in the runtime; the container only installs it.
+//! The filter is compiled before the fork, in the runtime; the container only installs it. A
+//! process that `exec` starts is in the container's namespaces, so it finds 1 and 2 there;
+//! it applies 3 to 5 itself, the container's settings, which the runtime publishes for it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -170,11 +173,6 @@ impl Hardening {
         })
     }
     // ANCHOR_END: prepare
-
-    /// The capabilities the container keeps.
-    pub fn capabilities(&self) -> &CapsHashSet {
-        &self.caps
-    }
 
     // ANCHOR: publish
     /// Writes into the container's state directory what `exec` must apply to every process it
