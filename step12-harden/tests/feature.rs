@@ -176,6 +176,12 @@ fn cap_drop_and_cap_add_change_what_root_may_do() {
     let unknown = run(&step_binary!(), &["--cap-add", "NET_BOGUS", "true"]);
     assert_eq!(unknown.code, 125, "{unknown:?}");
     workshop_testkit::contract::assert_one_line_error(&unknown.stderr, "unknown capability \"NET_BOGUS\"");
+    let bogus = run(&step_binary!(), &["--security-opt", "apparmor=unconfined", "true"]);
+    assert_eq!(bogus.code, 125, "{bogus:?}");
+    workshop_testkit::contract::assert_one_line_error(
+        &bogus.stderr,
+        "seccomp=unconfined and systempaths=unconfined",
+    );
 }
 
 #[test]
