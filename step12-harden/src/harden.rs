@@ -3,7 +3,7 @@
 //! After step 11, root in the container is nobody on the host, but inside its user namespace it
 //! still holds every capability, may call every system call the kernel has (each one a way into
 //! kernel code that a bug can turn into an escape), reads /proc files that describe the host,
-//! and sees the host's cgroup tree; and so does every process `exec` starts in it. Docker, runc
+//! and sees where it is in the host's cgroup tree; and so does every process `exec` starts in it. Docker, runc
 //! and crun close that with five defences, applied in this order, because each one takes away
 //! something the next steps still need:
 //!
