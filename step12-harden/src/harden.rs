@@ -22,22 +22,22 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 use std::str::FromStr;
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::OFlag;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::stat::{Mode, SFlag, fstat, mkdirat};
+use nix::sys::stat::{Mode, SFlag, mkdirat};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
 };
 
 use step01_clone::error::{Context, Error, Result, program_name};
-use step06_rootfs::rootfs::remount_read_only;
+use step06_rootfs::beneath::{fd_path, kind, move_mount, new_tmpfs, open_beneath, open_tree, set_mount_attr};
 use step06_rootfs::state::STATE_ROOT;
 use step07_cgroup::cgroup::{CGROUP_ROOT, Cgroup};
 use step11_exec::published::Published;
@@ -347,10 +347,11 @@ impl Hardening {
             return mount_at(&only.fstype, &target, read_only, None)
                 .context(format!("mount cgroup2 on {CGROUP_ROOT}"));
         }
-        let rw = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount_at("tmpfs", &target, rw, Some("mode=755")).context(format!("mount tmpfs on {CGROUP_ROOT}"))?;
+        // A tmpfs of directories for the hierarchies, read-only once they are mounted in it.
+        let nosuid_nodev_noexec = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
         let tmpfs =
-            open_in(&root, CGROUP_ROOT)?.ok_or_else(|| Error::new(format!("{CGROUP_ROOT} is gone")))?;
+            new_tmpfs("mode=755", nosuid_nodev_noexec).context(format!("a tmpfs for {CGROUP_ROOT}"))?;
+        move_mount(tmpfs.as_fd(), target.as_fd()).context(format!("mount tmpfs on {CGROUP_ROOT}"))?;
         for hierarchy in &self.cgroup_mounts {
             let what = format!(
                 "mount {} -o {} on {CGROUP_ROOT}/{}",
@@ -361,15 +362,16 @@ impl Hardening {
             let options = (!hierarchy.options.is_empty()).then_some(hierarchy.options.as_str());
             mount_at(&hierarchy.fstype, &dir, read_only, options).context(&what)?;
         }
-        remount_read_only(&fd_path(&tmpfs)).context(format!("making {CGROUP_ROOT} read-only"))
+        set_mount_attr(tmpfs.as_fd(), libc::MOUNT_ATTR_RDONLY)
+            .context(format!("making {CGROUP_ROOT} read-only"))
     }
     // ANCHOR_END: mount_cgroups
 
     // ANCHOR: mask
     /// After pivot_root, while the container may still mount: Docker's masked and read-only
-    /// paths. Each path is opened from the root with openat2(RESOLVE_IN_ROOT |
-    /// RESOLVE_NO_SYMLINKS), and the mount goes onto that file descriptor (through
-    /// /proc/self/fd), so no symbolic link can send it elsewhere. A path this kernel does not
+    /// paths. Each path is opened beneath the root with step 06's `open_beneath` (openat2,
+    /// RESOLVE_NO_SYMLINKS), and the mount is attached on that file descriptor with move_mount,
+    /// so no symbolic link can send it elsewhere. A path this kernel does not
     /// have (/proc/timer_stats went in 4.11) is skipped: there is nothing to hide.
     pub fn mask_paths(&self) -> Result<()> {
         if !self.mask_system_paths {
@@ -377,28 +379,30 @@ impl Hardening {
         }
         let root = open_root()?;
         let null = open_in(&root, "/dev/null")?.ok_or_else(|| Error::new("/dev/null is missing"))?;
+        let masked_dir = libc::MOUNT_ATTR_RDONLY
+            | libc::MOUNT_ATTR_NOSUID
+            | libc::MOUNT_ATTR_NODEV
+            | libc::MOUNT_ATTR_NOEXEC;
         for path in MASKED_PATHS {
             let Some(fd) = open_in(&root, path)? else { continue };
-            let is_dir = SFlag::from_bits_truncate(fstat(&fd).context(path)?.st_mode) & SFlag::S_IFMT
-                == SFlag::S_IFDIR;
-            if is_dir {
-                mount_at(
-                    "tmpfs",
-                    &fd,
-                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                    None,
-                )
+            let cover = if kind(&fd).context(path)? == SFlag::S_IFDIR {
+                new_tmpfs("mode=755", masked_dir) // an empty read-only directory
             } else {
-                bind_at(&null, &fd, MsFlags::empty())
-            }
-            .context(format!("masking {path}"))?;
+                open_tree(null.as_fd(), false) // mount --bind /dev/null
+            };
+            cover
+                .and_then(|cover| move_mount(cover.as_fd(), fd.as_fd()))
+                .context(format!("masking {path}"))?;
         }
         for path in READ_ONLY_PATHS {
             let Some(fd) = open_in(&root, path)? else { continue };
-            bind_at(&fd, &fd, MsFlags::MS_REC).context(format!("bind-mounting {path} onto itself"))?;
-            // The file descriptor is of the file under the new mount: open the mount itself.
-            let mounted = open_in(&root, path)?.ok_or_else(|| Error::new(format!("{path} is gone")))?;
-            remount_read_only(&fd_path(&mounted)).context(format!("making {path} read-only"))?;
+            // mount --rbind PATH PATH, read-only: a copy of its mounts, made read-only, then
+            // attached on it.
+            let copy = open_tree(fd.as_fd(), true).context(format!("bind-mounting {path}"))?;
+            set_mount_attr(copy.as_fd(), libc::MOUNT_ATTR_RDONLY)
+                .context(format!("making {path} read-only"))?;
+            move_mount(copy.as_fd(), fd.as_fd())
+                .context(format!("bind-mounting {path} read-only onto itself"))?;
         }
         Ok(())
     }
@@ -411,31 +415,20 @@ fn open_root() -> Result<OwnedFd> {
         .context("open /")
 }
 
-/// Opens `path` beneath `dir` (taken as the root) without following any symbolic link; `None`
-/// when it does not exist.
+/// Opens `path` beneath `dir` (step 06's [`open_beneath`]: no symbolic link is followed, none
+/// leads out); `None` when it does not exist.
 fn open_in(dir: &OwnedFd, path: &str) -> Result<Option<OwnedFd>> {
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    match openat2(dir, path.trim_start_matches('/'), how) {
+    match open_beneath(dir.as_fd(), Path::new(path.trim_start_matches('/')), OFlag::O_PATH) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::ENOENT) => Ok(None),
         Err(Errno::ELOOP) => Err(Error::new(format!("{path} is a symbolic link: refusing to mount over it"))),
-        Err(errno) => Err(errno).context(format!("opening {path} (openat2 needs Linux 5.6)")),
+        Err(errno) => Err(errno).context(format!("opening {path}")),
     }
 }
 
-/// The path through which the kernel reaches exactly the file `fd` is open on.
-fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
+/// Mounts a new `fstype` on what `target` holds open (through /proc/self/fd).
 fn mount_at(fstype: &str, target: &OwnedFd, flags: MsFlags, data: Option<&str>) -> nix::Result<()> {
     mount(Some(fstype), &fd_path(target), Some(fstype), flags, data)
-}
-
-fn bind_at(source: &OwnedFd, target: &OwnedFd, extra: MsFlags) -> nix::Result<()> {
-    mount(Some(&fd_path(source)), &fd_path(target), None::<&str>, MsFlags::MS_BIND | extra, None::<&str>)
 }
 
 // ANCHOR: drop_capabilities

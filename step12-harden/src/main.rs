@@ -53,8 +53,9 @@ struct Args {
     /// Keep the container's writable layer when it exits, and print where it is
     #[arg(long)]
     keep: bool,
-    /// Bind-mount a host path into the container, read-only with :ro (repeatable)
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// Bind-mount a host path into the container, read-only with :ro, or an anonymous volume at
+    /// CONTAINER alone, removed after (repeatable)
+    #[arg(short = 'v', long = "volume", value_name = "[HOST:]CONTAINER[:ro]")]
     volumes: Vec<Volume>,
     /// Limit CPU time to this many CPUs, e.g. 0.5 for half of one (a hard quota)
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
@@ -103,6 +104,8 @@ fn main() -> ExitCode {
         let name = args.name.clone().unwrap_or_else(Name::generate);
         let state = published::claim(&name)?;
         state.write_etc_files(&args.hostname)?;
+        let root_outside = (userns::root_outside(&args.uid_map), userns::root_outside(&args.gid_map));
+        let volumes = rootfs::prepare_volumes(&args.volumes, &state, root_outside)?;
         let limits = Limits { cpus: args.cpus, memory: args.memory, pids: args.pids };
         let cgroup = Cgroup::create(&limits)?;
         let hardening = Hardening::prepare(&args.security, &cgroup)?;
@@ -132,7 +135,7 @@ fn main() -> ExitCode {
             net::mount_kernel_filesystems(&rootfs)?;
             console.bind_to_dev_console(&rootfs)?;
             rootfs::bind_etc_files(&rootfs, state.path())?;
-            rootfs::mount_volumes(&rootfs, &args.volumes)?;
+            rootfs::mount_volumes(&rootfs, &volumes)?;
             rootfs::pivot_root(&rootfs)?;
             hardening.mount_cgroups()?;
             hardening.mask_paths()?;
@@ -162,7 +165,12 @@ fn main() -> ExitCode {
         let code = container.wait()?;
         println!("Parent - container stopped!");
         if args.keep {
-            println!("Parent - the writable layer is kept in {}", overlay.keep()?.display());
+            let upper = overlay.keep()?;
+            println!("Parent - the writable layer is kept in {}", upper.display());
+            let kept = upper.parent().unwrap_or(&upper);
+            if let Some(volumes) = rootfs::keep_anonymous_volumes(&state, kept)? {
+                println!("Parent - the anonymous volumes are kept in {}", volumes.display());
+            }
         }
         Ok(code)
     })
