@@ -123,7 +123,7 @@ fn main() -> ExitCode {
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWNET;
-        let mut container = clone::spawn_sharing(console.user_terminal(), flags, || {
+        let mut container = clone::spawn_in(cgroup.fd(), console.user_terminal(), flags, || {
             cgroup.join()?;
             harden::enter_cgroup_namespace()?;
             console.attach()?;
