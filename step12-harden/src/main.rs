@@ -16,6 +16,7 @@ use step02_uts::uts::{self, Hostname};
 use step04_pid::init;
 use step05_mount::mount;
 use step06_rootfs::rootfs::{self, Volume};
+use step06_rootfs::tmpfs::TmpfsSizes;
 use step07_cgroup::cgroup::{Cgroup, Cpus, Limits, Memory, Pids};
 use step08_userns::console::Console;
 use step08_userns::userns::{self, DEFAULT_MAP, IdMap};
@@ -80,6 +81,8 @@ struct Args {
     #[command(flatten)]
     security: SecurityArgs,
     #[command(flatten)]
+    tmpfs: TmpfsSizes,
+    #[command(flatten)]
     command: cli::CommandArgs,
 }
 
@@ -132,7 +135,7 @@ fn main() -> ExitCode {
             uts::set_hostname(&args.hostname)?;
             mount::make_private()?;
             let rootfs = overlay.mount()?;
-            net::mount_kernel_filesystems(&rootfs)?;
+            net::mount_kernel_filesystems(&rootfs, &args.tmpfs)?;
             console.bind_to_dev_console(&rootfs)?;
             rootfs::bind_etc_files(&rootfs, state.path())?;
             rootfs::mount_volumes(&rootfs, &volumes)?;
