@@ -38,9 +38,10 @@ fn the_mount_table_is_the_containers_own() {
     ];
     // Later steps may mount more of the same kind: the mounts under /sys that a bind of the
     // host's /sys brings along, device nodes bound into /dev and /dev/console (step 08's user
-    // namespace). Nothing else, and nothing of the host's tree.
+    // namespace), and step 12's masks and read-only binds over parts of /proc. Nothing else,
+    // and nothing of the host's tree.
     let later = |line: &&str| {
-        line.starts_with("/sys/") || line.starts_with("/dev/console ") || {
+        line.starts_with("/sys/") || line.starts_with("/proc/") || line.starts_with("/dev/console ") || {
             let point = line.split(' ').next().unwrap_or("");
             point
                 .strip_prefix("/dev/")

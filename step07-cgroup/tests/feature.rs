@@ -104,13 +104,45 @@ fn a_pids_limit_stops_a_fork_loop() {
 /// hybrid host that hierarchy has no cpu, memory or pids controller (they belong to v1); on a v2
 /// host it has them.
 fn on_a_v2_host(args: &[&str]) -> workshop_testkit::Output {
+    workshop_testkit::run_command(&mut v2_host_command(args))
+}
+
+/// The command that runs the step with `args` on a v2 host: this one, when it is v2; on this
+/// hybrid VM, in a mount namespace of its own with cgroup2 mounted at /sys/fs/cgroup.
+fn v2_host_command(args: &[&str]) -> Command {
     if unified() {
-        return workshop_testkit::run(&step_binary!(), args);
+        let mut command = Command::new(step_binary!());
+        command.args(args);
+        return command;
     }
     let script = r#"mount --make-rprivate / && mount -t cgroup2 none /sys/fs/cgroup && exec "$@""#;
-    workshop_testkit::run_command(
-        Command::new("unshare").args(["--mount", "sh", "-c", script, "sh"]).arg(step_binary!()).args(args),
-    )
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "sh", "-c", script, "sh"]).arg(step_binary!()).args(args);
+    command
+}
+
+/// Runs `args` and `sleep 5` in a container on a v2 host (as above), and returns the
+/// container's cgroup on the unified hierarchy, as the host sees it in /proc/PID/cgroup (from
+/// step 12 on, the container's own view of it is `/`, the root of its cgroup namespace), and
+/// the runtime's exit code.
+fn v2_cgroup_seen_from_the_host(args: &[&str]) -> (String, Option<i32>) {
+    let (path, _, code) = v2_cgroup_and_status_seen_from_the_host(args, |command| command);
+    (path, code)
+}
+
+/// [`v2_cgroup_seen_from_the_host`], with the runtime's command changed by `wrap` first, and
+/// the container's /proc/PID/status too.
+fn v2_cgroup_and_status_seen_from_the_host(
+    args: &[&str],
+    wrap: impl FnOnce(&mut Command) -> &mut Command,
+) -> (String, String, Option<i32>) {
+    let mut command = v2_host_command(&[args, &["--", "sleep", "5"]].concat());
+    let mut runtime = workshop_testkit::HostProcess::start(wrap(command.stdout(std::process::Stdio::null())));
+    let first = child_running(runtime.pid(), "sleep");
+    let membership = std::fs::read_to_string(format!("/proc/{first}/cgroup")).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{first}/status")).unwrap_or_default();
+    let path = membership.lines().find_map(|line| line.strip_prefix("0::")).unwrap_or_default().to_owned();
+    (path, status, runtime.wait().expect("waiting for the runtime").code())
 }
 
 /// Where the cgroup2 hierarchy is mounted on the host: `/sys/fs/cgroup` or, on a hybrid host,
@@ -121,25 +153,24 @@ fn v2_on_the_host() -> &'static Path {
 
 #[test]
 fn on_cgroup_v2_the_container_gets_its_own_cgroup_which_goes_with_it() {
-    let out = on_a_v2_host(&["--", "cat", "/proc/self/cgroup"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    let line = out.stdout.lines().find(|line| line.starts_with("0::")).unwrap_or_default();
-    let path = line.trim_start_matches("0::/");
-    assert!(path.starts_with("workshop/step"), "not in a workshop cgroup on v2: {out:?}");
-    let dir = v2_on_the_host().join(path);
+    let (path, code) = v2_cgroup_seen_from_the_host(&[]);
+    assert_eq!(code, Some(0));
+    assert!(path.starts_with("/workshop/step"), "not in a workshop cgroup on v2: {path:?}");
+    let dir = v2_on_the_host().join(path.trim_start_matches('/'));
     assert!(!dir.exists(), "{} outlived the container", dir.display());
 }
 
 #[test]
 fn on_cgroup_v2_limits_are_written_or_the_missing_controller_is_named() {
     let controllers = std::fs::read_to_string(v2_on_the_host().join("cgroup.controllers")).unwrap();
-    let out =
-        on_a_v2_host(&["--cpus", "0.5", "--memory", "64m", "--pids", "20", "--", "cat", "/proc/self/cgroup"]);
+    let limits = ["--cpus", "0.5", "--memory", "64m", "--pids", "20"];
     if controllers.split_whitespace().any(|c| c == "cpu") {
         // A v2 host: the limits themselves are measured by the tests above.
-        assert_eq!(out.code, 0, "{out:?}");
-        assert!(out.stdout.contains("0::/workshop/step"), "{out:?}");
+        let (path, code) = v2_cgroup_seen_from_the_host(&limits);
+        assert_eq!(code, Some(0));
+        assert!(path.starts_with("/workshop/step"), "{path:?}");
     } else {
+        let out = on_a_v2_host(&[&limits[..], &["true"]].concat());
         // This VM: the cpu controller is bound to a v1 hierarchy, so v2 cannot offer it.
         assert_eq!(out.code, 125, "{out:?}");
         workshop_testkit::contract::assert_one_line_error(&out.stderr, "'cpu' controller");
@@ -179,20 +210,9 @@ fn without_clone3(command: &mut Command) -> &mut Command {
 fn on_cgroup_v2_without_clone3_the_container_joins_its_cgroup_itself() {
     // On v2 the runtime creates the container in its cgroup with clone3(CLONE_INTO_CGROUP);
     // where clone3 is refused, the container must still end up there, through the self-join.
-    let args = ["--", "cat", "/proc/self/cgroup", "/proc/self/status"];
-    let out = if unified() {
-        workshop_testkit::run_command(without_clone3(Command::new(step_binary!()).args(args)))
-    } else {
-        let script = r#"mount --make-rprivate / && mount -t cgroup2 none /sys/fs/cgroup && exec "$@""#;
-        workshop_testkit::run_command(without_clone3(
-            Command::new("unshare")
-                .args(["--mount", "sh", "-c", script, "sh"])
-                .arg(step_binary!())
-                .args(args),
-        ))
-    };
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.lines().any(|line| line == "Seccomp:\t2"), "not run under the filter: {out:?}");
-    let line = out.stdout.lines().find(|line| line.starts_with("0::")).unwrap_or_default();
-    assert!(line.starts_with("0::/workshop/step"), "not in a workshop cgroup without clone3: {out:?}");
+    // Read from the host: from step 12 on, the container's own /proc/self/cgroup says `/`.
+    let (path, status, code) = v2_cgroup_and_status_seen_from_the_host(&[], without_clone3);
+    assert_eq!(code, Some(0));
+    assert!(status.lines().any(|line| line == "Seccomp:\t2"), "not run under the filter: {status}");
+    assert!(path.starts_with("/workshop/step"), "not in a workshop cgroup without clone3: {path:?}");
 }

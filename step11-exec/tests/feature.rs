@@ -56,9 +56,16 @@ fn exec_in_background(name: &str, argv: &[&str], comm: &str) -> (HostProcess, Pi
             .stdin(Stdio::null())
             .stdout(Stdio::null()),
     );
-    let helper = child_running(exec.pid(), "step11-exec");
+    let helper = child_running(exec.pid(), &runtime_comm());
     let command = child_running(helper, comm);
     (exec, command)
+}
+
+/// The name (comm) of a process running the binary under test, such as exec's helper: the
+/// binary's file name (a later step's, under progression), cut to 15 bytes by the kernel.
+fn runtime_comm() -> String {
+    let binary = step_binary!();
+    binary.file_name().unwrap().to_string_lossy().chars().take(15).collect()
 }
 
 fn namespace(pid: Pid, ns: &str) -> (u64, u64) {
@@ -356,9 +363,9 @@ fn root_inside_cannot_reach_into_exec_before_it_has_exec_d() {
             .stdin(Stdio::null())
             .stdout(Stdio::from(OwnedFd::from(writer))),
     );
-    let helper = child_running(exec.pid(), "step11-exec");
+    let helper = child_running(exec.pid(), &runtime_comm());
     // Forked, in the container, not exec'd: its name is still the runtime's.
-    let waiting = child_running(helper, "step11-exec");
+    let waiting = child_running(helper, &runtime_comm());
     let inside = pid_inside(waiting);
     let attack = format!(
         "ls /proc/{inside}/fd >/dev/null 2>&1 && echo fds-read || echo fds-denied; \
