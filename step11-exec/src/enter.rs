@@ -157,6 +157,7 @@ impl Target {
     // ANCHOR: open
     /// Finds the running container `name` and takes hold of its first process.
     pub fn open(name: &Name) -> Result<Target> {
+        // ANCHOR: exercise-open find the published container, pidfd_open its first process and open /proc/PID, THEN check it is still that process (is_running, alive); keep the NAMESPACES whose /proc/PID/ns inode is not ours
         let published = published::find(name)?;
         let init = published.init.expect("find returns published containers");
         let ended = || Error::new(format!("the container {name} has ended (`ps` lists the running ones)"));
@@ -191,6 +192,7 @@ impl Target {
             return Err(ended());
         }
         Ok(Target { published, pidfd, proc_dir, namespaces })
+        // ANCHOR_END: exercise-open
     }
     // ANCHOR_END: open
 
@@ -209,6 +211,7 @@ impl Target {
     /// cgroup and namespaces and becomes root inside. Nothing of the container may reach this
     /// process from now on until it has exec'd: it holds the host's file descriptors.
     pub fn join(&self) -> Result<()> {
+        // ANCHOR: exercise-join not dumpable, join_cgroup, setgroups([]), self.setns(), become_root, not dumpable again, chdir /
         nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE, 0)")?;
         self.join_cgroup()?;
         setgroups(&[]).context("setgroups: dropping the host's supplementary groups")?;
@@ -219,6 +222,7 @@ impl Target {
         // setns(CLONE_NEWNS) put our root and working directory at the root of the container's
         // mount namespace: its `/`, since step 06's pivot_root.
         std::env::set_current_dir("/").context("chdir / in the container")
+        // ANCHOR_END: exercise-join
     }
     // ANCHOR_END: join
 
@@ -242,6 +246,7 @@ impl Target {
     /// one by one through the files of `/proc/PID/ns`, opened first (the mount namespace changes
     /// what `/proc` is), user namespace first, mount namespace last.
     fn setns(&self) -> Result<()> {
+        // ANCHOR: exercise-setns setns(pidfd, self.namespaces) all at once; on EINVAL or WORKSHOP_SETNS=files: open every ns/NAME under proc_dir first, check alive, then setns each in NAMESPACES order
         let one_by_one = std::env::var_os(SETNS_ENV).is_some_and(|v| v == "files");
         if !one_by_one {
             match setns(&self.pidfd, self.namespaces) {
@@ -270,6 +275,7 @@ impl Target {
             setns(file.as_fd(), flag).map_err(|errno| self.setns_error(ns, errno))?;
         }
         Ok(())
+        // ANCHOR_END: exercise-setns
     }
     // ANCHOR_END: setns
 
@@ -295,6 +301,7 @@ impl Target {
         argv: &[OsString],
         before_exec: impl FnOnce() -> Result<()>,
     ) -> Result<Infallible> {
+        // ANCHOR: exercise-fork_exec pass_on_to_command, then fork: the child runs self.command (report, _exit on error); the parent records COMMAND, restores the mask, close_all_but_stdio, _exit(wait_for(child))
         // Signals sent to the helper before it knows the command's pid wait, blocked.
         let blocked = pass_on_to_command()?;
         // SAFETY: the helper is single-threaded (a child of a single-threaded process).
@@ -322,6 +329,7 @@ impl Target {
                 unsafe { libc::_exit(code) }
             }
         }
+        // ANCHOR_END: exercise-fork_exec
     }
 
     /// In the command's process, in the container's PID namespace.

@@ -239,6 +239,7 @@ impl Published {
 /// running container has the name.
 pub fn claim(name: &Name) -> Result<StateDir> {
     fs::create_dir_all(STATE_ROOT).context(format!("creating {STATE_ROOT}"))?;
+    // ANCHOR: exercise-claim => // TODO: take NAMES_LOCK (state::lock), and refuse the name if a running container (published(), is_running) has it
     let _lock = state::lock(Path::new(NAMES_LOCK))?;
     if let Some(other) = published().into_iter().find(|p| &p.name == name && p.is_running()) {
         return Err(Error::new(format!(
@@ -247,6 +248,7 @@ pub fn claim(name: &Name) -> Result<StateDir> {
             other.runtime.pid
         )));
     }
+    // ANCHOR_END: exercise-claim
     let state = StateDir::create()?;
     write(&state, &Published::claim(name)?)?;
     Ok(state)
@@ -387,9 +389,11 @@ pub fn ps() -> Result<u8> {
     Ok(0)
 }
 
+// ANCHOR: processes
 /// How many processes share the PID namespace of `pid` (that namespace's inode, which
 /// `/proc/N/ns/pid` shows for every process N of the host).
 pub fn processes_in_pid_namespace_of(pid: Pid) -> usize {
+    // ANCHOR: exercise-processes_in_pid_namespace_of count the /proc/N whose ns/pid has the (dev, inode) of /proc/PID/ns/pid
     let id = |path: String| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
     let Some(theirs) = id(format!("/proc/{pid}/ns/pid")) else { return 0 };
     let Ok(entries) = fs::read_dir("/proc") else { return 0 };
@@ -398,7 +402,9 @@ pub fn processes_in_pid_namespace_of(pid: Pid) -> usize {
         .filter(|entry| entry.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
         .filter(|entry| id(format!("{}/ns/pid", entry.path().display())) == Some(theirs))
         .count()
+    // ANCHOR_END: exercise-processes_in_pid_namespace_of
 }
+// ANCHOR_END: processes
 // ANCHOR_END: ps
 
 fn now() -> u64 {
