@@ -129,6 +129,7 @@ impl FromStr for SecurityOpt {
 /// only the added ones; otherwise the default 14, minus the dropped, plus the added (so a
 /// capability both dropped and added is kept).
 pub fn capabilities(add: &[CapName], drop: &[CapName]) -> CapsHashSet {
+    // ANCHOR: exercise-capabilities Docker's rule: --cap-add ALL is every capability but the dropped; --cap-drop ALL only the added; else DEFAULT_CAPS minus the dropped, plus the added
     let named = |list: &[CapName]| -> CapsHashSet {
         list.iter().filter_map(|c| if let CapName::One(cap) = c { Some(*cap) } else { None }).collect()
     };
@@ -140,6 +141,7 @@ pub fn capabilities(add: &[CapName], drop: &[CapName]) -> CapsHashSet {
     } else {
         DEFAULT_CAPS.into_iter().filter(|cap| !dropped.contains(cap)).chain(added).collect()
     }
+    // ANCHOR_END: exercise-capabilities
 }
 // ANCHOR_END: tweak
 
@@ -235,6 +237,7 @@ impl Hardening {
     /// After this the process cannot mount, unshare or setns any more; what is left of the
     /// runtime's work (exec, or step 04's init forking the command) needs none of that.
     pub fn restrict(&self) -> Result<()> {
+        // ANCHOR: exercise-restrict drop_capabilities(&self.caps), then set_no_new_privs(), then seccompiler::apply_filter each program of self.seccomp (None: unconfined)
         drop_capabilities(&self.caps)?;
         set_no_new_privs()?;
         if let Some(filters) = &self.seccomp {
@@ -244,6 +247,7 @@ impl Hardening {
             }
         }
         Ok(())
+        // ANCHOR_END: exercise-restrict
     }
     // ANCHOR_END: restrict
 }
@@ -256,7 +260,9 @@ impl Hardening {
 /// it. (Unsharing in the child, after the join, is what makes the container's cgroup the root;
 /// `CLONE_NEWCGROUP` in clone's flags would have made it the runtime's.)
 pub fn enter_cgroup_namespace() -> Result<()> {
+    // ANCHOR: exercise-enter_cgroup_namespace unshare(2) a new cgroup namespace: CLONE_NEWCGROUP, after the cgroup was joined
     unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP): a cgroup namespace")
+    // ANCHOR_END: exercise-enter_cgroup_namespace
 }
 // ANCHOR_END: cgroupns
 
@@ -374,6 +380,7 @@ impl Hardening {
     /// so no symbolic link can send it elsewhere. A path this kernel does not
     /// have (/proc/timer_stats went in 4.11) is skipped: there is nothing to hide.
     pub fn mask_paths(&self) -> Result<()> {
+        // ANCHOR: exercise-mask_paths unless mask_system_paths is off: on each of MASKED_PATHS there (open_in the root), move_mount a read-only tmpfs (a directory) or a bind of /dev/null (a file); each of READ_ONLY_PATHS: open_tree a recursive copy, make it read-only, move_mount it onto itself
         if !self.mask_system_paths {
             return Ok(());
         }
@@ -405,6 +412,7 @@ impl Hardening {
                 .context(format!("bind-mounting {path} read-only onto itself"))?;
         }
         Ok(())
+        // ANCHOR_END: exercise-mask_paths
     }
     // ANCHOR_END: mask
 }
@@ -437,6 +445,7 @@ fn mount_at(fstype: &str, target: &OwnedFd, flags: MsFlags, data: Option<&str>) 
 /// takes CAP_SETPCAP, which the next lines may remove. Then ambient (for non-root programs
 /// exec'd later) and the three sets of this process.
 fn drop_capabilities(keep: &CapsHashSet) -> Result<()> {
+    // ANCHOR: exercise-drop_capabilities every supported capability not in keep: caps::drop it from Bounding; clear Ambient; then caps::set Inheritable, Effective and Permitted to keep
     let failed = |what: &str, e: caps::errors::CapsError| Error::new(format!("capabilities: {what}: {e}"));
     for cap in caps::runtime::thread_all_supported() {
         if !keep.contains(&cap) {
@@ -448,6 +457,7 @@ fn drop_capabilities(keep: &CapsHashSet) -> Result<()> {
         caps::set(None, set, keep).map_err(|e| failed(&format!("setting {set:?}"), e))?;
     }
     Ok(())
+    // ANCHOR_END: exercise-drop_capabilities
 }
 // ANCHOR_END: drop_capabilities
 
@@ -538,6 +548,7 @@ const DENIED_IOCTLS: [u64; 2] = [libc::TIOCSTI, libc::TIOCLINUX];
 /// memory, which seccomp cannot read); everything else is allowed. Two BPF programs, as each of
 /// seccompiler's filters has one action for what matches; the kernel runs both.
 pub fn seccomp_filter() -> Result<Vec<BpfProgram>> {
+    // ANCHOR: exercise-seccomp_filter rules by call number: DENIED always, clone/unshare with a NAMESPACE_FLAGS bit (MaskedEq on arg 0), ioctl with a DENIED_IOCTLS request (arg 1); add_x32_numbers; compile with Errno(EPERM); clone3 alone with Errno(ENOSYS)
     let mut denied: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &call in DENIED {
         denied.insert(call, Vec::new()); // no conditions: always
@@ -556,6 +567,7 @@ pub fn seccomp_filter() -> Result<Vec<BpfProgram>> {
         compile(denied, SeccompAction::Errno(libc::EPERM as u32))?,
         compile(clone3, SeccompAction::Errno(libc::ENOSYS as u32))?,
     ])
+    // ANCHOR_END: exercise-seccomp_filter
 }
 
 /// A rule of one condition: argument `arg` (its low 32 bits, all that clone's flags and ioctl's
