@@ -110,6 +110,7 @@ fn the_next_holder_of_an_address_has_the_mac_the_host_remembers() {
     let mut second = Shell::start(&step_binary!(), &args);
     let second_mac = second.run("cat /sys/class/net/eth0/address");
     assert_eq!(second.exit(0), 0);
+    assert_eq!(keeper.exit(0), 0);
     assert_eq!(
         second_mac, first_mac,
         "the host would send {wanted}'s packets to {first_mac}, a gone container's"
