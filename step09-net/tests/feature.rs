@@ -99,7 +99,7 @@ fn the_next_holder_of_an_address_has_the_mac_the_host_remembers() {
     // carrier and the host forgets its neighbours, as it does not on a busy one.
     let keeper_args = bridge.args();
     let keeper_args: Vec<&str> = keeper_args.iter().map(String::as_str).collect();
-    let mut keeper = Shell::start(&step_binary!(), &keeper_args);
+    let keeper = Shell::start(&step_binary!(), &keeper_args);
     let mut first = Shell::start(&step_binary!(), &args);
     assert!(pings(&mut first, bridge.address(1)), "the test bridge does not answer");
     let first_mac = first.run("cat /sys/class/net/eth0/address");
