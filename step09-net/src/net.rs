@@ -282,7 +282,7 @@ impl Network {
         let host_end = format!("wk{}", std::process::id());
         let mut host = Netlink::open()?;
         // ip link add wk4242 master workshop0 up type veth peer name eth0 netns /proc/4243/ns/net
-        add_veth(&mut host, &host_end, bridged.bridge_index, &netns, mac_of(bridged.lease.address))?;
+        add_veth(&mut host, &host_end, bridged.bridge_index, &netns)?;
         let eth0 = link_by_name(&mut inside, CONTAINER_IF)
             .map_err(|errno| Error::new(format!("finding {CONTAINER_IF} in the container: {errno}")))?
             .header
@@ -450,12 +450,11 @@ fn in_network_namespace(netns: &File, f: impl FnOnce() -> Result<()> + Send) -> 
 
 // ANCHOR: veth
 /// Creates the veth pair: `host_end` on the host, plugged into the bridge and up, and its peer
-/// directly in the container's namespace (`netns`), as `eth0`, with the MAC address `mac`.
-fn add_veth(host: &mut Netlink, host_end: &str, bridge_index: u32, netns: &File, mac: [u8; 6]) -> Result<()> {
-    // ANCHOR: exercise-add_veth a NewLink request: a veth named host_end, master bridge_index, up, its peer eth0 with address mac in netns
+/// directly in the container's namespace (`netns`), as `eth0`.
+fn add_veth(host: &mut Netlink, host_end: &str, bridge_index: u32, netns: &File) -> Result<()> {
+    // ANCHOR: exercise-add_veth a NewLink request: a veth named host_end, master bridge_index, up, its peer eth0 in netns
     let mut peer = LinkMessage::default();
     peer.attributes.push(LinkAttribute::IfName(CONTAINER_IF.to_owned()));
-    peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
     peer.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
     let mut veth = LinkMessage::default();
     veth.header.flags = LinkFlags::Up;
@@ -485,18 +484,6 @@ fn add_veth(host: &mut Netlink, host_end: &str, bridge_index: u32, netns: &File,
     // ANCHOR_END: exercise-add_veth
 }
 // ANCHOR_END: veth
-
-// ANCHOR: mac
-/// The MAC address of the container that holds `address`: made from it (`02:57` and its four
-/// bytes, a locally administered address; Docker does the same with `02:42`), so that the next
-/// container to get a lease has the MAC its last holder had. The host's ARP cache may keep an
-/// address's MAC for half a minute and more after its container is gone; with a new, random MAC
-/// the next holder of the address would be unreachable from the host until that entry expired.
-fn mac_of(address: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = address.octets();
-    [0x02, 0x57, a, b, c, d]
-}
-// ANCHOR_END: mac
 
 /// `ip link show NAME`: the link called `name`, or ENODEV.
 fn link_by_name(netlink: &mut Netlink, name: &str) -> Result<LinkMessage, Errno> {

@@ -84,35 +84,3 @@ fn ip_picks_the_address() {
     assert!(pings(&mut shell, bridge.address(1)), "the test bridge does not answer");
     assert_eq!(shell.exit(0), 0);
 }
-
-/// When an address passes to a new container, the host reaches that container at once: it has
-/// the MAC address the address's last holder had, which the host's ARP cache may remember for
-/// half a minute and more (with a new one, the host's packets would go to the gone container).
-#[test]
-fn the_next_holder_of_an_address_has_the_mac_the_host_remembers() {
-    let bridge = TestBridge::new("mac", 105);
-    let wanted = bridge.address(33);
-    let mut args = bridge.args();
-    args.extend(["--ip".into(), format!("{wanted}/24")]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    // Another container keeps the bridge up: with its last port gone, a bridge loses its
-    // carrier and the host forgets its neighbours, as it does not on a busy one.
-    let keeper_args = bridge.args();
-    let keeper_args: Vec<&str> = keeper_args.iter().map(String::as_str).collect();
-    let keeper = Shell::start(&step_binary!(), &keeper_args);
-    let mut first = Shell::start(&step_binary!(), &args);
-    assert!(pings(&mut first, bridge.address(1)), "the test bridge does not answer");
-    let first_mac = first.run("cat /sys/class/net/eth0/address");
-    assert_eq!(first.exit(0), 0);
-    let remembered = workshop_testkit::host(&format!("ip neigh show {wanted} dev {}", bridge.name));
-    assert!(remembered.contains(&first_mac), "the host learnt {first_mac} for {wanted}: {remembered:?}");
-
-    let mut second = Shell::start(&step_binary!(), &args);
-    let second_mac = second.run("cat /sys/class/net/eth0/address");
-    assert_eq!(second.exit(0), 0);
-    assert_eq!(keeper.exit(0), 0);
-    assert_eq!(
-        second_mac, first_mac,
-        "the host would send {wanted}'s packets to {first_mac}, a gone container's"
-    );
-}
