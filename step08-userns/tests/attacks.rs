@@ -213,8 +213,10 @@ fn open_by_handle_at_cannot_reach_a_host_file() {
         Command::new(dir.path().join("shocker")).arg("handle").arg(target.0.join("secret")).output().unwrap();
     let handle = String::from_utf8_lossy(&on_host.stdout).trim().to_owned();
     let (kind, hex) = handle.split_once(' ').expect("a file handle from the host");
-    let volume = format!("{}:/attack:ro", dir.path().display());
-    let out = run(&step_binary!(), &["-v", &volume, "--", "/attack/shocker", "open", kind, hex]);
+    // On /mnt, which the rootfs has: a mount point it lacks would put a tmpfs of the container's
+    // own over "/" (see chapter 6), and the handle is opened through "/".
+    let volume = format!("{}:/mnt:ro", dir.path().display());
+    let out = run(&step_binary!(), &["-v", &volume, "--", "/mnt/shocker", "open", kind, hex]);
     eprintln!("{}", out.stdout);
     if let Ok(rootfs) = fs::metadata("/var/lib/workshop/rootfs") {
         assert_eq!(
