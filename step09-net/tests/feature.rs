@@ -36,8 +36,13 @@ fn sys_class_net_lists_the_containers_interfaces_only() {
 
 #[test]
 fn the_host_reaches_the_container() {
-    let mut shell = Shell::start(&step_binary!(), &[]);
-    let address = address_in(&mut shell, SUBNET);
+    // On a bridge of the test's own: on the shared one, other tests' containers come and go all
+    // the time, and the address this one gets may have been another's a moment ago, still in
+    // the host's ARP cache with that one's MAC.
+    let bridge = TestBridge::new("hst", 107);
+    let args = bridge.args();
+    let mut shell = Shell::start(&step_binary!(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let address = address_in(&mut shell, bridge.subnet);
     shell.run("(echo hello-from-the-container | nc -l -p 7000 >/dev/null &)");
     let line = eventually("a connection from the host to the container", || {
         let stream =
