@@ -40,15 +40,19 @@ fn a_queue_made_on_the_host_is_not_seen_inside() {
 
 #[test]
 fn a_queue_made_inside_is_gone_with_the_container() {
+    let before = queue_keys(&host("ipcs -q"));
     let mut shell = Shell::start(&step_binary!(), &[]);
     shell.run("ipcmk -Q");
     let keys = queue_keys(&shell.run("ipcs -q"));
-    assert_eq!(keys.len(), 1, "the container lists the queue it made");
-    let key = keys[0].clone();
-    // On a step without an IPC namespace the queue lands on the host: remove it there too.
-    let _cleanup = scopeguard(|| {
-        let _ = std::process::Command::new("ipcrm").args(["-Q", &key]).status();
+    // On a step without an IPC namespace the queue lands on the host: remove it there too,
+    // whatever the assertions below find.
+    let made: Vec<String> = keys.iter().filter(|key| !before.contains(key)).cloned().collect();
+    let _cleanup = scopeguard(move || {
+        for key in &made {
+            let _ = std::process::Command::new("ipcrm").args(["-Q", key]).status();
+        }
     });
+    assert_eq!(keys.len(), 1, "the container lists the queue it made");
     assert!(!queue_keys(&host("ipcs -q")).contains(&keys[0]), "the container's queue is on the host");
     assert_eq!(shell.exit(0), 0);
     assert!(!queue_keys(&host("ipcs -q")).contains(&keys[0]), "the queue outlived the container");
