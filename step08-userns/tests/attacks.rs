@@ -17,11 +17,7 @@ use workshop_testkit::{TempDir, require_root, run, step_binary};
 /// Builds tests/NAME.c as a static program in `dir` (which the container sees as a volume).
 fn build(name: &str, dir: &Path) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/{name}.c"));
-    let built = Command::new("gcc").args(["-static", "-O2", "-o"]).arg(dir.join(name)).arg(&source).status();
-    assert!(
-        built.is_ok_and(|s| s.success()),
-        "gcc must build tests/{name}.c statically (install gcc and libc6-dev)"
-    );
+    workshop_testkit::build_static(&source, &dir.join(name));
 }
 
 /// A directory of attack programs, writable by root in the container (uid 100000 from step 08).

@@ -13,7 +13,6 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::Path;
-use std::process::Command;
 
 use common::TestBridge;
 use workshop_testkit::{Shell, TempDir, host, run, step_binary};
@@ -21,11 +20,7 @@ use workshop_testkit::{Shell, TempDir, host, run, step_binary};
 /// Builds tests/NAME.c as a static program in `dir` (which the container sees as a volume).
 fn build(name: &str, dir: &Path) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/{name}.c"));
-    let built = Command::new("gcc").args(["-static", "-O2", "-o"]).arg(dir.join(name)).arg(&source).status();
-    assert!(
-        built.is_ok_and(|s| s.success()),
-        "gcc must build tests/{name}.c statically (install gcc and libc6-dev)"
-    );
+    workshop_testkit::build_static(&source, &dir.join(name));
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
 }
 

@@ -372,3 +372,15 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Builds the C program `source` statically as `program` (a static program runs in any
+/// container's rootfs): the tests' small attack and probe programs. Fails the test, saying
+/// what to install, when gcc or libc's static library is missing.
+pub fn build_static(source: &Path, program: &Path) {
+    let built = Command::new("gcc").args(["-static", "-O2", "-o"]).arg(program).arg(source).status();
+    assert!(
+        built.is_ok_and(|s| s.success()),
+        "gcc must build {} statically (install gcc and libc6-dev, or run scripts/test)",
+        source.display()
+    );
+}
