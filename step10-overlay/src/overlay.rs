@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::mount::MsFlags;
+use nix::mount::{MntFlags, MsFlags, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::stat::{SFlag, fstat};
 use nix::sys::wait::waitpid;
@@ -87,6 +87,18 @@ pub struct Overlay {
     dir: PathBuf,
     /// The image's layers, idmapped, as mounts attached nowhere yet; top first.
     layers: Vec<OwnedFd>,
+    /// The runtime's tmpfs on `dir`, or none when `dir` is on the host's filesystem.
+    tmpfs: Option<RuntimeTmpfs>,
+}
+
+/// Where the container's writable layer lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WritableLayer {
+    /// On a tmpfs in a mount namespace of the runtime's own: it costs no disk I/O, the host
+    /// never sees it, and it goes with the runtime however that ends, SIGKILL included.
+    Tmpfs,
+    /// In the state directory on the host's filesystem, to be kept after the run (`--keep`).
+    Kept,
 }
 
 impl Overlay {
@@ -94,31 +106,43 @@ impl Overlay {
     /// In the runtime, before clone: makes the writable layer and the init layer in the state
     /// directory and an idmapped mount of each read-only layer, for a container whose ids are
     /// mapped by `uid_map` and `gid_map`.
-    pub fn prepare(image: &Image, state: &StateDir, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<Overlay> {
+    pub fn prepare(
+        image: &Image,
+        state: &StateDir,
+        uid_map: &[IdMap],
+        gid_map: &[IdMap],
+        writable: WritableLayer,
+    ) -> Result<Overlay> {
         require_overlay()?;
         require_idmapped_layers(&nix::sys::utsname::uname().context("uname")?.release().to_string_lossy())?;
         let (uid, gid) = (root_outside(uid_map)?, root_outside(gid_map)?);
+        // The idmapped mounts first: open_tree clones mounts of the host's mount namespace,
+        // which the runtime leaves for a namespace of its own just after.
+        let userns = user_namespace_with(uid_map, gid_map)?;
+        // The image's layers as they were opened when it was read, not their paths again.
+        let image_layers = image.layers().iter().rev().zip(image.layer_fds().rev());
+        let layers =
+            image_layers.map(|(layer, fd)| idmapped_mount(fd, layer, &userns)).collect::<Result<Vec<_>>>()?;
+
         let dir = state.path().join("overlay");
         // Only host root and the container's root may look in: the writable layer holds what
         // the container made, setuid programs of its root included.
         make_dir(&dir, 0o710, (0, gid))?;
+        let tmpfs = match writable {
+            WritableLayer::Tmpfs => Some(RuntimeTmpfs::mount(&dir, gid)?),
+            WritableLayer::Kept => None,
+        };
         make_dir(&dir.join("upper"), 0o755, (uid, gid))?;
         make_dir(&dir.join("work"), 0o755, (uid, gid))?;
         for sub in ["rootfs", "layers"] {
             make_dir(&dir.join(sub), 0o755, (0, 0))?;
         }
+        for i in 0..layers.len() {
+            make_dir(&dir.join("layers").join(i.to_string()), 0o755, (0, 0))?;
+        }
         make_dir(&dir.join("init"), 0o755, (uid, gid))?;
         make_init_layer(&dir.join("init"), image, (uid, gid))?;
-
-        let userns = user_namespace_with(uid_map, gid_map)?;
-        // The image's layers as they were opened when it was read, not their paths again.
-        let image_layers = image.layers().iter().rev().zip(image.layer_fds().rev());
-        let mut layers = Vec::new();
-        for (i, (layer, fd)) in image_layers.enumerate() {
-            make_dir(&dir.join("layers").join(i.to_string()), 0o755, (0, 0))?;
-            layers.push(idmapped_mount(fd, layer, &userns)?);
-        }
-        Ok(Overlay { dir, layers })
+        Ok(Overlay { dir, layers, tmpfs })
     }
     // ANCHOR_END: prepare
 
@@ -155,11 +179,52 @@ impl Overlay {
     /// out of the state directory, which is about to be removed, to `<state dir>.kept`, which no
     /// runtime reclaims; returns where the writable layer now is.
     pub fn keep(&self) -> Result<PathBuf> {
+        if self.tmpfs.is_some() {
+            return Err(Error::new(
+                "the writable layer is on the runtime's tmpfs: prepare it as WritableLayer::Kept",
+            ));
+        }
         let kept = PathBuf::from(format!("{}.kept", self.dir.parent().unwrap_or(&self.dir).display()));
         fs::rename(&self.dir, &kept).context(format!("moving the writable layer to {}", kept.display()))?;
         Ok(kept.join("upper"))
     }
 }
+
+// ANCHOR: runtime_tmpfs
+/// Gives the runtime a mount namespace of its own and mounts a tmpfs on `dir` in it, for the
+/// container's writable layer and the rest of the overlay's directories. On a host whose `/run`
+/// is on a disk (ext4 here), every directory made there and removed again goes through the
+/// filesystem's journal: 6 of the 19 ms a container took on this machine (see the benchmark
+/// appendix). In RAM it costs nothing, nothing reaches the host's mount table (the new
+/// namespace's mounts are made slaves first, so this one does not propagate back), and the
+/// whole tmpfs goes with the runtime's namespace, however the runtime ends. The container,
+/// cloned from this namespace, sees the tmpfs at the same path. Its pages are charged to the
+/// memory cgroup of whoever writes them: what the container writes counts against its
+/// `--memory`.
+#[derive(Debug)]
+struct RuntimeTmpfs {
+    dir: PathBuf,
+}
+
+impl RuntimeTmpfs {
+    fn mount(dir: &Path, gid: u32) -> Result<RuntimeTmpfs> {
+        unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS) for the runtime")?;
+        nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+            .context("making the runtime's mounts slaves (mount --make-rslave /)")?;
+        let options = format!("mode=0710,uid=0,gid={gid},size=50%");
+        mount_fs("tmpfs", dir, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &options)?;
+        Ok(RuntimeTmpfs { dir: dir.to_path_buf() })
+    }
+}
+
+impl Drop for RuntimeTmpfs {
+    /// Unmounts the tmpfs, and all in it with it, so that the state directory can remove its
+    /// mount point (the namespace and its mounts would go at exit anyway).
+    fn drop(&mut self) {
+        let _ = umount2(&self.dir, MntFlags::MNT_DETACH);
+    }
+}
+// ANCHOR_END: runtime_tmpfs
 
 /// The host id that id 0 inside is mapped to (the maps were checked: there is one).
 fn root_outside(map: &[IdMap]) -> Result<u32> {

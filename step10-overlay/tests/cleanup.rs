@@ -1,7 +1,9 @@
 //! Nothing of a container's overlay stays on the host: not the overlay mount (it only ever
-//! exists in the container's mount namespace), not its writable layer, not its state directory;
-//! after a normal exit, after a setup that failed once the overlay was mounted, and after the
-//! runtime was killed with SIGKILL (then the next run reclaims what it left).
+//! exists in the container's mount namespace), not its writable layer (on a tmpfs in the
+//! runtime's own mount namespace, which the host never sees), not its state directory; after a
+//! normal exit, after a setup that failed once the overlay was mounted, and after the runtime
+//! was killed with SIGKILL (then the writable layer went with the runtime's namespace, and the
+//! next run reclaims the empty state directory).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,12 @@ use workshop_testkit::{Shell, alive, child_running, eventually, named_after, run
 /// The state directory of the runtime with this pid, which holds the container's layers.
 fn state_dir(runtime: u32) -> PathBuf {
     PathBuf::from(format!("/run/workshop/step10-overlay-{runtime}"))
+}
+
+/// The runtime's view of its state directory: `/proc/PID/root` resolves paths in the mount
+/// namespace of that process, where the runtime's tmpfs is.
+fn in_runtimes_namespace(runtime: u32, dir: &Path) -> PathBuf {
+    Path::new(&format!("/proc/{runtime}/root")).join(dir.strip_prefix("/").unwrap())
 }
 
 /// Whether any mount of the host's mount table is, or comes from, `dir`.
@@ -35,7 +43,21 @@ fn the_overlay_and_the_writable_layer_go_when_the_container_exits() {
     let first = child_running(shell.runtime_pid(), "sh");
     shell.run("echo written > /etc/motd");
     let state = state_dir(runtime);
-    assert!(state.join("overlay/upper/etc/motd").is_file(), "the writable layer is in the state directory");
+    let upper = in_runtimes_namespace(runtime, &state.join("overlay/upper"));
+    assert!(upper.join("etc/motd").is_file(), "the writable layer is in the runtime's state directory");
+    assert!(
+        !state.join("overlay/upper").exists(),
+        "the writable layer is on the runtime's tmpfs, not the host's disk"
+    );
+    let runtime_mounts = fs::read_to_string(format!("/proc/{runtime}/mountinfo")).unwrap();
+    let overlay_dir = state.join("overlay");
+    assert!(
+        runtime_mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == overlay_dir.to_str() && l.contains(" - tmpfs ")),
+        "the runtime has a tmpfs on {}:\n{runtime_mounts}",
+        overlay_dir.display()
+    );
     let container_mounts = fs::read_to_string(format!("/proc/{first}/mountinfo")).unwrap();
     assert!(
         container_mounts.lines().any(|l| l.split(' ').nth(4) == Some("/") && l.contains(" - overlay ")),
@@ -59,7 +81,7 @@ fn nothing_stays_when_setup_fails_after_the_overlay_was_mounted() {
 }
 
 #[test]
-fn a_killed_runtimes_writable_layer_is_reclaimed_by_the_next_run() {
+fn a_killed_runtimes_writable_layer_goes_with_it_and_its_state_is_reclaimed_by_the_next_run() {
     let mut shell = Shell::start(&step_binary!(), &[]);
     let runtime = shell.runtime_pid().as_raw() as u32;
     let first = child_running(shell.runtime_pid(), "sh");
@@ -68,7 +90,11 @@ fn a_killed_runtimes_writable_layer_is_reclaimed_by_the_next_run() {
     eventually("the container to die with its runtime", || (!alive(first)).then_some(()));
     let _ = shell.session.process_mut().wait();
     let state = state_dir(runtime);
-    assert!(state.join("overlay/upper/etc/motd").is_file(), "a runtime killed by SIGKILL cannot clean up");
+    assert!(state.is_dir(), "a runtime killed by SIGKILL cannot remove its state directory");
+    assert!(
+        !state.join("overlay/upper").exists(),
+        "the writable layer went with the runtime's mount namespace"
+    );
     assert!(!host_mounts_mention(&state), "the overlay died with the container's mount namespace");
     // The next runtime finds the state of a pid that no longer runs.
     let out = run(&step_binary!(), &["true"]);

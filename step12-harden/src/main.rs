@@ -22,7 +22,7 @@ use step08_userns::console::Console;
 use step08_userns::userns::{self, DEFAULT_MAP, IdMap};
 use step09_net::net::{self, NetArgs, Network};
 use step10_overlay::image::{Image, default_image};
-use step10_overlay::overlay::Overlay;
+use step10_overlay::overlay::{Overlay, WritableLayer};
 use step11_exec::enter::{self, ExecArgs, Subcommand, Target};
 use step11_exec::published::{self, Details, Name, Ready};
 use step12_harden::harden::{self, Hardening, SecurityArgs};
@@ -114,7 +114,8 @@ fn main() -> ExitCode {
         let hardening = Hardening::prepare(&args.security, &cgroup)?;
         hardening.publish(state.path())?;
         let network = Network::prepare(&args.net)?;
-        let overlay = Overlay::prepare(&image, &state, &args.uid_map, &args.gid_map)?;
+        let writable = if args.keep { WritableLayer::Kept } else { WritableLayer::Tmpfs };
+        let overlay = Overlay::prepare(&image, &state, &args.uid_map, &args.gid_map, writable)?;
         let mut console = Console::open()?;
         let ready = Ready::new()?;
 
