@@ -114,7 +114,8 @@ impl Overlay {
         writable: WritableLayer,
     ) -> Result<Overlay> {
         require_overlay()?;
-        require_idmapped_layers(&nix::sys::utsname::uname().context("uname")?.release().to_string_lossy())?;
+        let release = nix::sys::utsname::uname().context("uname")?.release().to_string_lossy().into_owned();
+        require_idmapped_layers(&release)?;
         let (uid, gid) = (root_outside(uid_map)?, root_outside(gid_map)?);
         // The idmapped mounts first: open_tree clones mounts of the host's mount namespace,
         // which the runtime leaves for a namespace of its own just after.
@@ -129,8 +130,8 @@ impl Overlay {
         // the container made, setuid programs of its root included.
         make_dir(&dir, 0o710, (0, gid))?;
         let tmpfs = match writable {
-            WritableLayer::Tmpfs => Some(RuntimeTmpfs::mount(&dir, gid)?),
-            WritableLayer::Kept => None,
+            WritableLayer::Tmpfs if tmpfs_has_user_xattrs(&release) => Some(RuntimeTmpfs::mount(&dir, gid)?),
+            WritableLayer::Tmpfs | WritableLayer::Kept => None,
         };
         make_dir(&dir.join("upper"), 0o755, (uid, gid))?;
         make_dir(&dir.join("work"), 0o755, (uid, gid))?;
@@ -194,7 +195,7 @@ impl Overlay {
 /// Gives the runtime a mount namespace of its own and mounts a tmpfs on `dir` in it, for the
 /// container's writable layer and the rest of the overlay's directories. On a host whose `/run`
 /// is on a disk (ext4 here), every directory made there and removed again goes through the
-/// filesystem's journal: 6 of the 19 ms a container took on this machine (see the benchmark
+/// filesystem's journal: 6 of the 20 ms a container took on this machine (see the benchmark
 /// appendix). In RAM it costs nothing, nothing reaches the host's mount table (the new
 /// namespace's mounts are made slaves first, so this one does not propagate back), and the
 /// whole tmpfs goes with the runtime's namespace, however the runtime ends. The container,
@@ -381,6 +382,23 @@ fn move_mount(tree: &OwnedFd, target: &Path) -> Result<()> {
     Errno::result(moved).map(drop).context(format!("attaching a layer at {}", target.display()))
 }
 
+/// The first Linux whose tmpfs has `user.*` extended attributes, where overlay keeps its notes
+/// when mounted in a user namespace (`userxattr`): opaque directories, made when the container
+/// deletes a directory of the image and makes it again.
+pub const TMPFS_USER_XATTRS_SINCE: (u32, u32) = (6, 6);
+
+/// Whether the writable layer may be on a tmpfs: on an older kernel, it stays in the state
+/// directory on the host's `/run`, as with `--keep`.
+pub fn tmpfs_has_user_xattrs(release: &str) -> bool {
+    kernel_version(release) >= TMPFS_USER_XATTRS_SINCE
+}
+
+/// `(major, minor)` of a `uname -r`: `6.1.0-57-amd64` is `(6, 1)`.
+fn kernel_version(release: &str) -> (u32, u32) {
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
 /// The first Linux whose overlay takes idmapped layers (and mounts in a user namespace).
 pub const IDMAPPED_LAYERS_SINCE: (u32, u32) = (5, 19);
 
@@ -388,9 +406,7 @@ pub const IDMAPPED_LAYERS_SINCE: (u32, u32) = (5, 19);
 /// overlay refuses idmapped layers with a bare `EINVAL` (Ubuntu 22.04's 5.15, say). The other way,
 /// a chown'd copy of the image per id map, is what such a kernel would need (see the chapter).
 pub fn require_idmapped_layers(release: &str) -> Result<()> {
-    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
-    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    if version >= IDMAPPED_LAYERS_SINCE {
+    if kernel_version(release) >= IDMAPPED_LAYERS_SINCE {
         return Ok(());
     }
     let (major, minor) = IDMAPPED_LAYERS_SINCE;
@@ -423,7 +439,17 @@ fn require_overlay() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::require_idmapped_layers;
+    use super::{require_idmapped_layers, tmpfs_has_user_xattrs};
+
+    #[test]
+    fn the_writable_layer_is_on_a_tmpfs_only_where_tmpfs_has_user_xattrs() {
+        for old in ["6.1.0-57-amd64", "5.19.0", "6.5.13"] {
+            assert!(!tmpfs_has_user_xattrs(old), "{old}");
+        }
+        for new in ["6.6.0", "6.8.0-49-generic", "6.18.44-fc-v657", "10.1"] {
+            assert!(tmpfs_has_user_xattrs(new), "{new}");
+        }
+    }
 
     #[test]
     fn kernels_without_idmapped_overlay_layers_are_refused_by_name() {

@@ -17,6 +17,13 @@ fn state_dir(runtime: u32) -> PathBuf {
     PathBuf::from(format!("/run/workshop/step10-overlay-{runtime}"))
 }
 
+/// Whether this kernel's runtime keeps the writable layer on a tmpfs of its own (Linux 6.6 and
+/// later), or on the host's /run as `--keep` does.
+fn writable_layer_on_tmpfs() -> bool {
+    let release = nix::sys::utsname::uname().unwrap().release().to_string_lossy().into_owned();
+    step10_overlay::overlay::tmpfs_has_user_xattrs(&release)
+}
+
 /// The runtime's view of its state directory: `/proc/PID/root` resolves paths in the mount
 /// namespace of that process, where the runtime's tmpfs is.
 fn in_runtimes_namespace(runtime: u32, dir: &Path) -> PathBuf {
@@ -45,19 +52,24 @@ fn the_overlay_and_the_writable_layer_go_when_the_container_exits() {
     let state = state_dir(runtime);
     let upper = in_runtimes_namespace(runtime, &state.join("overlay/upper"));
     assert!(upper.join("etc/motd").is_file(), "the writable layer is in the runtime's state directory");
-    assert!(
-        !state.join("overlay/upper").exists(),
-        "the writable layer is on the runtime's tmpfs, not the host's disk"
-    );
     let runtime_mounts = fs::read_to_string(format!("/proc/{runtime}/mountinfo")).unwrap();
     let overlay_dir = state.join("overlay");
-    assert!(
-        runtime_mounts
-            .lines()
-            .any(|l| l.split(' ').nth(4) == overlay_dir.to_str() && l.contains(" - tmpfs ")),
-        "the runtime has a tmpfs on {}:\n{runtime_mounts}",
-        overlay_dir.display()
-    );
+    let tmpfs = runtime_mounts
+        .lines()
+        .any(|l| l.split(' ').nth(4) == overlay_dir.to_str() && l.contains(" - tmpfs "));
+    if writable_layer_on_tmpfs() {
+        assert!(tmpfs, "the runtime has a tmpfs on {}:\n{runtime_mounts}", overlay_dir.display());
+        assert!(
+            !state.join("overlay/upper").exists(),
+            "the writable layer is on the runtime's tmpfs, not the host's disk"
+        );
+    } else {
+        assert!(!tmpfs, "no tmpfs for the writable layer before Linux 6.6:\n{runtime_mounts}");
+        assert!(
+            state.join("overlay/upper/etc/motd").is_file(),
+            "before Linux 6.6, the writable layer is on /run"
+        );
+    }
     let container_mounts = fs::read_to_string(format!("/proc/{first}/mountinfo")).unwrap();
     assert!(
         container_mounts.lines().any(|l| l.split(' ').nth(4) == Some("/") && l.contains(" - overlay ")),
@@ -91,10 +103,17 @@ fn a_killed_runtimes_writable_layer_goes_with_it_and_its_state_is_reclaimed_by_t
     let _ = shell.session.process_mut().wait();
     let state = state_dir(runtime);
     assert!(state.is_dir(), "a runtime killed by SIGKILL cannot remove its state directory");
-    assert!(
-        !state.join("overlay/upper").exists(),
-        "the writable layer went with the runtime's mount namespace"
-    );
+    if writable_layer_on_tmpfs() {
+        assert!(
+            !state.join("overlay/upper").exists(),
+            "the writable layer went with the runtime's mount namespace"
+        );
+    } else {
+        assert!(
+            state.join("overlay/upper/etc/motd").is_file(),
+            "before Linux 6.6, the writable layer is on /run"
+        );
+    }
     assert!(!host_mounts_mention(&state), "the overlay died with the container's mount namespace");
     // The next runtime finds the state of a pid that no longer runs.
     let out = run(&step_binary!(), &["true"]);
