@@ -176,6 +176,18 @@ impl Overlay {
     }
     // ANCHOR_END: mount
 
+    /// Where the host can read the writable layer while the runtime runs: the path itself when
+    /// it is on the host's filesystem, or through `/proc/PID/root` of the runtime, which
+    /// resolves paths in the runtime's own mount namespace, when it is on the runtime's tmpfs.
+    pub fn upper_seen_from_the_host(&self) -> PathBuf {
+        let upper = self.dir.join("upper");
+        match &self.tmpfs {
+            Some(_) => Path::new(&format!("/proc/{}/root", std::process::id()))
+                .join(upper.strip_prefix("/").unwrap_or(&upper)),
+            None => upper,
+        }
+    }
+
     /// After the container ended (its mounts are gone with it): moves the overlay's directory
     /// out of the state directory, which is about to be removed, to `<state dir>.kept`, which no
     /// runtime reclaims; returns where the writable layer now is.

@@ -149,7 +149,7 @@ fn main() -> ExitCode {
                 gid_map: &args.gid_map,
                 cgroup: cgroup.dirs(),
                 image: image.path(),
-                upper: &state.path().join("overlay/upper"),
+                upper: &overlay.upper_seen_from_the_host(),
                 command: &args.command.argv(),
             };
             published::publish(&state, container.pid(), details)?;

@@ -9,6 +9,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -81,6 +82,22 @@ fn exec_reads_a_file_written_in_the_container() {
     let out = exec(&name, &["cat", "/root/mark"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(printed(&out), "written-by-the-container", "{out:?}");
+    assert_eq!(shell.exit(0), 0);
+}
+
+#[test]
+fn the_published_writable_layer_is_readable_from_the_host() {
+    let name = unique("upper");
+    let (mut shell, _) = container(&name, &[]);
+    shell.run("echo written-by-the-container > /root/mark");
+    let published = fs::read_dir("/run/workshop")
+        .unwrap()
+        .filter_map(|entry| fs::read_to_string(entry.unwrap().path().join("container")).ok())
+        .find(|text| text.lines().any(|line| line == format!("name={name}")))
+        .unwrap_or_else(|| panic!("no container named {name} is published under /run/workshop"));
+    let upper = published.lines().find_map(|line| line.strip_prefix("upper=")).expect("an upper= line");
+    let mark = fs::read_to_string(Path::new(upper).join("root/mark"));
+    assert_eq!(mark.ok().as_deref(), Some("written-by-the-container\n"), "upper={upper}");
     assert_eq!(shell.exit(0), 0);
 }
 
