@@ -43,7 +43,9 @@ fn the_host_reaches_the_container() {
     let args = bridge.args();
     let mut shell = Shell::start(&step_binary!(), &args.iter().map(String::as_str).collect::<Vec<_>>());
     let address = address_in(&mut shell, bridge.subnet);
-    shell.run("(echo hello-from-the-container | nc -l -p 7000 >/dev/null &)");
+    // A listener again after each connection: an attempt that connects but reads nothing (the
+    // reply lost while the new address settles) must not leave the next ones refused.
+    shell.run("(while :; do echo hello-from-the-container | nc -l -p 7000 >/dev/null; done &)");
     let line = eventually("a connection from the host to the container", || {
         let stream =
             TcpStream::connect_timeout(&SocketAddr::from((address, 7000)), Duration::from_secs(2)).ok()?;
