@@ -114,6 +114,8 @@ fn main() -> ExitCode {
         let hardening = Hardening::prepare(&args.security, &cgroup)?;
         hardening.publish(state.path())?;
         let network = Network::prepare(&args.net)?;
+        // Without --keep the runtime leaves the host's mount namespace here, for one of its own
+        // with a tmpfs for the writable layer, which goes with the runtime however it ends.
         let writable = if args.keep { WritableLayer::Kept } else { WritableLayer::Tmpfs };
         let overlay = Overlay::prepare(&image, &state, &args.uid_map, &args.gid_map, writable)?;
         let mut console = Console::open()?;
