@@ -86,10 +86,11 @@ fn exec_reads_a_file_written_in_the_container() {
 }
 
 #[test]
-fn the_published_writable_layer_is_readable_from_the_host() {
+fn what_exec_writes_is_in_the_published_writable_layer_on_the_host() {
     let name = unique("upper");
     let (mut shell, _) = container(&name, &[]);
-    shell.run("echo written-by-the-container > /root/mark");
+    let out = exec(&name, &["sh", "-c", "echo written-by-exec > /root/mark"]);
+    assert_eq!(out.code, 0, "{out:?}");
     let published = fs::read_dir("/run/workshop")
         .unwrap()
         .filter_map(|entry| fs::read_to_string(entry.unwrap().path().join("container")).ok())
@@ -97,7 +98,7 @@ fn the_published_writable_layer_is_readable_from_the_host() {
         .unwrap_or_else(|| panic!("no container named {name} is published under /run/workshop"));
     let upper = published.lines().find_map(|line| line.strip_prefix("upper=")).expect("an upper= line");
     let mark = fs::read_to_string(Path::new(upper).join("root/mark"));
-    assert_eq!(mark.ok().as_deref(), Some("written-by-the-container\n"), "upper={upper}");
+    assert_eq!(mark.ok().as_deref(), Some("written-by-exec\n"), "upper={upper}");
     assert_eq!(shell.exit(0), 0);
 }
 
