@@ -88,7 +88,7 @@ fn exec_reads_a_file_written_in_the_container() {
 #[test]
 fn what_exec_writes_is_in_the_published_writable_layer_on_the_host() {
     let name = unique("upper");
-    let (mut shell, _) = container(&name, &[]);
+    let (shell, _) = container(&name, &[]);
     let out = exec(&name, &["sh", "-c", "echo written-by-exec > /root/mark"]);
     assert_eq!(out.code, 0, "{out:?}");
     let published = fs::read_dir("/run/workshop")
