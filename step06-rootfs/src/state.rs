@@ -35,27 +35,23 @@ impl StateDir {
         &self.path
     }
 
-    /// Writes the container's `hostname`, `hosts` and `resolv.conf` here.
+    // ANCHOR: etc_files
+    /// Writes the container's `hostname`, `hosts` and `resolv.conf` (the host's DNS settings).
     pub fn write_etc_files(&self, hostname: &Hostname) -> Result<()> {
-        write_etc_files(&self.path, hostname)
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+        );
+        let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for (name, content) in
+            [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)]
+        {
+            let file = self.path.join(name);
+            fs::write(&file, content).context(format!("writing {}", file.display()))?;
+        }
+        Ok(())
     }
+    // ANCHOR_END: etc_files
 }
-
-// ANCHOR: etc_files
-/// Writes a container's `hostname`, `hosts` and `resolv.conf` (the host's DNS settings) into
-/// `dir`.
-pub fn write_etc_files(dir: &Path, hostname: &Hostname) -> Result<()> {
-    let hosts =
-        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
-    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for (name, content) in [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)]
-    {
-        let file = dir.join(name);
-        fs::write(&file, content).context(format!("writing {}", file.display()))?;
-    }
-    Ok(())
-}
-// ANCHOR_END: etc_files
 
 impl Drop for StateDir {
     fn drop(&mut self) {

@@ -81,6 +81,7 @@ fn main() -> ExitCode {
             None => default_image()?,
         };
         let state = StateDir::create()?;
+        state.write_etc_files(&args.hostname)?;
         let root_outside = (userns::root_outside(&args.uid_map), userns::root_outside(&args.gid_map));
         let volumes = rootfs::prepare_volumes(&args.volumes, &state, root_outside)?;
         let limits = Limits { cpus: args.cpus, memory: args.memory, pids: args.pids };
@@ -89,10 +90,7 @@ fn main() -> ExitCode {
         // Without --keep the runtime leaves the host's mount namespace here, for one of its own
         // with a tmpfs for the writable layer, which goes with the runtime however it ends.
         let writable = if args.keep { WritableLayer::Kept } else { WritableLayer::Tmpfs };
-        // ANCHOR: etc_files
         let overlay = Overlay::prepare(&image, &state, &args.uid_map, &args.gid_map, writable)?;
-        overlay.write_etc_files(&args.hostname)?;
-        // ANCHOR_END: etc_files
         let mut console = Console::open()?;
 
         println!("Parent [{:5}] - start a container!", getpid());
@@ -112,7 +110,7 @@ fn main() -> ExitCode {
             let rootfs = overlay.mount()?;
             net::mount_kernel_filesystems(&rootfs, &args.tmpfs)?;
             console.bind_to_dev_console(&rootfs)?;
-            rootfs::bind_etc_files(&rootfs, &overlay.etc_files())?;
+            rootfs::bind_etc_files(&rootfs, state.path())?;
             rootfs::mount_volumes(&rootfs, &volumes)?;
             rootfs::pivot_root(&rootfs)?;
             if args.init {

@@ -47,7 +47,6 @@ use nix::sys::stat::{SFlag, fstat};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork, pipe2, read, write};
 use step01_clone::error::{Context, Error, Result};
-use step02_uts::uts::Hostname;
 use step06_rootfs::beneath::{open_beneath, open_tree};
 use step06_rootfs::rootfs::{Rootfs, mount_fs};
 use step06_rootfs::state::StateDir;
@@ -82,7 +81,6 @@ pub const INIT_LAYER: [(&str, bool); 9] = [
 /// upper/      the writable layer, owned by the container's root
 /// work/       overlay's work directory (same filesystem as upper/)
 /// rootfs/     where the container mounts the overlay
-/// etc/        its hostname, hosts and resolv.conf, bound over the image's (as in step 06)
 /// ```
 #[derive(Debug)]
 pub struct Overlay {
@@ -137,7 +135,7 @@ impl Overlay {
         };
         make_dir(&dir.join("upper"), 0o755, (uid, gid))?;
         make_dir(&dir.join("work"), 0o755, (uid, gid))?;
-        for sub in ["rootfs", "layers", "etc"] {
+        for sub in ["rootfs", "layers"] {
             make_dir(&dir.join(sub), 0o755, (0, 0))?;
         }
         for i in 0..layers.len() {
@@ -177,18 +175,6 @@ impl Overlay {
         // ANCHOR_END: exercise-overlay_mount
     }
     // ANCHOR_END: mount
-
-    /// Writes the container's `hostname`, `hosts` and `resolv.conf` (step 06's) beside its
-    /// layers, on the runtime's tmpfs when there is one: files on the host's disk would cost a
-    /// journal write each, and a discard of their blocks when they go (1-2 ms on this machine).
-    pub fn write_etc_files(&self, hostname: &Hostname) -> Result<()> {
-        step06_rootfs::state::write_etc_files(&self.etc_files(), hostname)
-    }
-
-    /// The directory of the container's `hostname`, `hosts` and `resolv.conf`, to bind-mount.
-    pub fn etc_files(&self) -> PathBuf {
-        self.dir.join("etc")
-    }
 
     /// Where the host can read the writable layer while the runtime runs: the path itself when
     /// it is on the host's filesystem, or through `/proc/PID/root` of the runtime, which

@@ -101,6 +101,7 @@ fn main() -> ExitCode {
         };
         let name = args.name.clone().unwrap_or_else(Name::generate);
         let state = published::claim(&name)?;
+        state.write_etc_files(&args.hostname)?;
         let root_outside = (userns::root_outside(&args.uid_map), userns::root_outside(&args.gid_map));
         let volumes = rootfs::prepare_volumes(&args.volumes, &state, root_outside)?;
         let limits = Limits { cpus: args.cpus, memory: args.memory, pids: args.pids };
@@ -110,7 +111,6 @@ fn main() -> ExitCode {
         // with a tmpfs for the writable layer, which goes with the runtime however it ends.
         let writable = if args.keep { WritableLayer::Kept } else { WritableLayer::Tmpfs };
         let overlay = Overlay::prepare(&image, &state, &args.uid_map, &args.gid_map, writable)?;
-        overlay.write_etc_files(&args.hostname)?;
         let mut console = Console::open()?;
         let ready = Ready::new()?;
 
@@ -132,7 +132,7 @@ fn main() -> ExitCode {
             let rootfs = overlay.mount()?;
             net::mount_kernel_filesystems(&rootfs, &args.tmpfs)?;
             console.bind_to_dev_console(&rootfs)?;
-            rootfs::bind_etc_files(&rootfs, &overlay.etc_files())?;
+            rootfs::bind_etc_files(&rootfs, state.path())?;
             rootfs::mount_volumes(&rootfs, &volumes)?;
             rootfs::pivot_root(&rootfs)?;
             ready.signal()?;
